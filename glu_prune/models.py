@@ -1,0 +1,220 @@
+"""Model registry: HF ids, embedded architectures, pruning levels, and loading.
+
+The real Llama-3.2 architectures are embedded (public configs) so shapes, parameter
+counts and speed work without downloading weights; weights are loaded the normal way
+(hub id or a local directory) when they can be had.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+MODELS_DIR_ENV = "GLU_PRUNE_MODELS_DIR"  # a folder holding <model-name>/ saved models
+BASE_LEVELS = (0, 10, 20, 30, 40, 50, 60)
+INSTRUCT_LEVELS = (0, 10, 40, 60)  # the published instruct grid
+
+# Shared by all Llama-3.2 checkpoints (public config.json of meta-llama/Llama-3.2-*).
+_LLAMA32_COMMON: dict[str, Any] = {
+    "vocab_size": 128256,
+    "intermediate_size": 8192,
+    "num_key_value_heads": 8,
+    "hidden_act": "silu",
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+}
+_LLAMA32_1B = {**_LLAMA32_COMMON, "hidden_size": 2048, "num_hidden_layers": 16,
+               "num_attention_heads": 32, "head_dim": 64}
+_LLAMA32_3B = {**_LLAMA32_COMMON, "hidden_size": 3072, "num_hidden_layers": 28,
+               "num_attention_heads": 24, "head_dim": 128}
+_INSTRUCT_EOS = {"eos_token_id": [128001, 128008, 128009]}
+
+
+class WeightsUnavailable(RuntimeError):
+    """The model's weights cannot be had here; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model: where its weights live and how the suite treats it."""
+
+    name: str
+    hf_id: str | None
+    architecture: dict[str, Any]
+    levels: tuple[int, ...]
+    instruct: bool = False
+    benchmark_set: str = "base"  # a name in glu_prune.benchmarks' sets
+    local_dir: Path | None = None  # shipped weights (the tiny models)
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.architecture["hidden_size"])
+
+    @property
+    def intermediate_size(self) -> int:
+        return int(self.architecture["intermediate_size"])
+
+
+def _tiny_specs() -> list[ModelSpec]:
+    from glu_prune import tiny
+
+    arch = dict(tiny.TINY_CONFIG)
+    return [
+        ModelSpec("tiny-llama", None, arch, BASE_LEVELS, benchmark_set="tiny",
+                  local_dir=tiny.MODEL_DIRS["tiny-llama"]),
+        ModelSpec("tiny-llama-instruct", None, arch, INSTRUCT_LEVELS, instruct=True,
+                  benchmark_set="tiny-instruct",
+                  local_dir=tiny.MODEL_DIRS["tiny-llama-instruct"]),
+    ]
+
+
+def _build_registry() -> dict[str, ModelSpec]:
+    specs = [
+        ModelSpec("llama-3.2-1b", "meta-llama/Llama-3.2-1B", _LLAMA32_1B, BASE_LEVELS),
+        ModelSpec("llama-3.2-3b", "meta-llama/Llama-3.2-3B", _LLAMA32_3B, BASE_LEVELS),
+        ModelSpec("llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct",
+                  {**_LLAMA32_1B, **_INSTRUCT_EOS}, INSTRUCT_LEVELS, instruct=True,
+                  benchmark_set="instruct"),
+        ModelSpec("llama-3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct",
+                  {**_LLAMA32_3B, **_INSTRUCT_EOS}, INSTRUCT_LEVELS, instruct=True,
+                  benchmark_set="instruct"),
+        *_tiny_specs(),
+    ]
+    return {s.name: s for s in specs}
+
+
+MODELS: dict[str, ModelSpec] = _build_registry()
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """Return the registered spec for ``name``; the error lists the known names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def make_config(name: str, *, num_layers: int | None = None):
+    """A ``transformers.LlamaConfig`` of the registered architecture (optionally fewer layers)."""
+    from transformers import LlamaConfig
+
+    arch = dict(get_model_spec(name).architecture)
+    if num_layers is not None:
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        arch["num_hidden_layers"] = num_layers
+    return LlamaConfig(**arch)
+
+
+def default_dtype(device: str | None = None):
+    """bfloat16 on GPU (as the published runs), float32 on CPU (bf16 matmuls are slow there)."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def _weight_source(spec: ModelSpec, model_dir: str | os.PathLike | None) -> str:
+    """Where ``weights="auto"`` loads from: explicit dir, $GLU_PRUNE_MODELS_DIR, shipped, hub."""
+    root = model_dir or os.environ.get(MODELS_DIR_ENV)
+    if root and (Path(root) / spec.name).is_dir():
+        return str(Path(root) / spec.name)
+    if root and (Path(root) / "config.json").is_file() and model_dir:
+        return str(root)  # an explicit directory of exactly this model
+    if spec.local_dir is not None:
+        return str(spec.local_dir)
+    return str(spec.hf_id)
+
+
+def _random_model(spec: ModelSpec, dtype, num_layers: int | None, seed: int):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = make_config(spec.name, num_layers=num_layers)
+    torch.manual_seed(seed)  # random weights are still reproducible
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | None):
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if num_layers is not None:
+        kwargs["num_hidden_layers"] = num_layers
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        how = (f"set {MODELS_DIR_ENV} to a folder holding {spec.name}/ or log in to the hub "
+               f"(HF_TOKEN) after accepting the licence of {spec.hf_id}")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsUnavailable(f"{spec.name}: weights not available from {source} ({first}); "
+                                 f"{how}") from exc
+    return model.eval()
+
+
+def load_tokenizer(name: str, *, model_dir: str | os.PathLike | None = None,
+                   local_only: bool = False):
+    """The model's tokenizer, or ``None`` when it cannot be had (speed tests feed token ids).
+
+    ``local_only`` never asks the hub (random-weight runs must not wait on the network).
+    """
+    from transformers import AutoTokenizer
+
+    spec = get_model_spec(name)
+    source = _weight_source(spec, model_dir)
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as exc:
+        LOG.info("no tokenizer for %s from %s: %s", name, source, str(exc).splitlines()[0])
+        return None
+
+
+def load_model(name: str, *, weights: str = "auto", dtype=None, num_layers: int | None = None,
+               device: str | None = None, model_dir: str | os.PathLike | None = None,
+               seed: int = 0):
+    """Load a registered model; returns ``(model, tokenizer)``.
+
+    ``weights``: ``"auto"`` (local dir / $GLU_PRUNE_MODELS_DIR / shipped files / hub) or
+    ``"random"`` (random weights of the exact architecture). Raises ``WeightsUnavailable``
+    when ``"auto"`` weights cannot be had. The tokenizer is ``None`` when unavailable.
+    """
+    import torch
+
+    if weights not in ("auto", "random"):
+        raise ValueError(f"weights must be 'auto' or 'random', got {weights!r}")
+    spec = get_model_spec(name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or default_dtype(device)
+    if weights == "random":
+        model = _random_model(spec, dtype, num_layers, seed)
+    else:
+        source = _weight_source(spec, model_dir)
+        if spec.local_dir is not None and source == str(spec.local_dir) \
+                and not (spec.local_dir / "config.json").is_file():
+            LOG.warning("%s: shipped weights missing at %s; using random weights", name, source)
+            model = _random_model(spec, dtype, num_layers, seed)
+        else:
+            LOG.info("loading %s from %s (%s)", name, source, dtype)
+            model = _pretrained_model(spec, source, dtype, num_layers)
+    tokenizer = load_tokenizer(name, model_dir=model_dir, local_only=weights == "random")
+    return model.to(device), tokenizer

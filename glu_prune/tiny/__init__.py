@@ -1,0 +1,37 @@
+"""The embedded tiny Llama world: a small trained model and offline benchmark twins.
+
+Light on import (no torch): paths and names only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glu_prune.tiny.config import TINY_CONFIG
+
+ROOT: Path = Path(__file__).resolve().parent
+TASKS_DIR: Path = ROOT / "tasks"
+MODEL_DIRS: dict[str, Path] = {
+    "tiny-llama": ROOT / "tiny-llama",
+    "tiny-llama-instruct": ROOT / "tiny-llama-instruct",
+}
+
+BASE_BENCHMARKS: tuple[str, ...] = (
+    "wikitext", "mmlu", "arc_challenge", "hellaswag", "winogrande", "piqa", "boolq",
+    "lambada_openai", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k", "ifeval",
+    "leaderboard_musr",
+)
+INSTRUCT_BENCHMARKS: tuple[str, ...] = (
+    "leaderboard_musr", "truthfulqa_mc1", "truthfulqa_mc2", "lambada_openai", "mmlu",
+    "gsm8k", "ifeval",
+)
+TWIN_TASKS: dict[str, str] = {b: f"glu_tiny_{b}" for b in BASE_BENCHMARKS}
+
+
+def tasks_dir() -> Path:
+    """Folder of the twin lm-eval tasks (pass as ``TaskManager(include_path=...)``)."""
+    return TASKS_DIR
+
+
+__all__ = ["TINY_CONFIG", "TASKS_DIR", "MODEL_DIRS", "TWIN_TASKS", "BASE_BENCHMARKS",
+           "INSTRUCT_BENCHMARKS", "tasks_dir"]
