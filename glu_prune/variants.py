@@ -1,0 +1,171 @@
+"""Variants: the (model, method, level, round_to) matrix, their slugs, and a build cache.
+
+A variant's slug (``llama-3.2-1b-maw-p40``, ``-r128`` when rounded) is in every test id,
+so ``-k 1b``, ``-k p40`` and ``-k maw`` select naturally.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from glu_prune.models import MODELS, ModelSpec, WeightsUnavailable, get_model_spec, load_model
+from glu_prune.prune import PruneReport, prune_glu_mlp
+
+LOG = logging.getLogger(__name__)
+
+
+def variant_slug(model: str, method: str, pct: float, round_to: int = 1) -> str:
+    """``{model}-{method}-p{pct}`` plus ``-r{round_to}`` when rounding is on."""
+    level = f"{pct:g}".replace(".", "_")
+    return f"{model}-{method}-p{level}" + (f"-r{round_to}" if round_to > 1 else "")
+
+
+@dataclass(frozen=True, order=True)
+class VariantId:
+    """Identity of one pruned variant (sortable: model, then method, level, rounding)."""
+
+    model: str
+    method: str
+    pct: float
+    round_to: int = 1
+
+    @property
+    def slug(self) -> str:
+        return variant_slug(self.model, self.method, self.pct, self.round_to)
+
+    @property
+    def base_slug(self) -> str:
+        """Slug of the same model unpruned (the level every change is measured against)."""
+        return variant_slug(self.model, self.method, 0)
+
+
+def select_variants(models: Sequence[str], methods: Sequence[str],
+                    levels: Sequence[float] | None = None,
+                    round_tos: Sequence[int] = (1,)) -> list[VariantId]:
+    """The variant matrix in run order.
+
+    ``levels=None`` takes each model's registered levels; otherwise the given levels that
+    the model registers (a level no selected model has is an error). Level 0 is the same
+    model for every method and rounding, so it appears once (first method, round_to 1).
+    """
+    from glu_prune.importance import get_scorer
+
+    for m in methods:
+        get_scorer(m)
+    specs = [get_model_spec(m) for m in models]
+    if levels is not None:
+        known = {lv for s in specs for lv in s.levels}
+        unknown = [lv for lv in levels if lv not in known]
+        if unknown:
+            raise ValueError(f"levels {unknown} are not registered for models {list(models)}; "
+                             f"registered levels: {sorted(known)}")
+    out: list[VariantId] = []
+    for spec in specs:
+        chosen = spec.levels if levels is None else [lv for lv in spec.levels if lv in levels]
+        for pct in sorted(chosen):
+            for i, method in enumerate(methods):
+                for r in round_tos:
+                    if pct == 0 and (i > 0 or r > 1):
+                        continue
+                    out.append(VariantId(spec.name, method, pct, r))
+    return out
+
+
+@dataclass
+class BuiltVariant:
+    """A pruned model ready for tests."""
+
+    id: VariantId
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    report: PruneReport
+    weights: str  # "pretrained" or "random"
+
+    @property
+    def slug(self) -> str:
+        return self.id.slug
+
+    @property
+    def method(self) -> str:
+        return self.id.method
+
+    @property
+    def pct(self) -> float:
+        return self.id.pct
+
+    @property
+    def round_to(self) -> int:
+        return self.id.round_to
+
+
+@dataclass
+class VariantCache:
+    """Builds variants; keeps at most one base model and one variant resident."""
+
+    device: str | None = None
+    dtype: Any = None
+    weights: str = "auto"
+    model_dir: str | None = None
+    builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
+    _base: tuple[str, Any, Any] | None = None
+    _current: BuiltVariant | None = None
+    _unavailable: dict[str, WeightsUnavailable] = field(default_factory=dict)
+
+    def _load_base(self, name: str) -> tuple[Any, Any]:
+        if self._base is not None and self._base[0] == name:
+            return self._base[1], self._base[2]
+        if name in self._unavailable:  # never retry the hub for the same model
+            raise self._unavailable[name]
+        self._base = None
+        gc.collect()
+        try:
+            model, tok = load_model(name, weights=self.weights, dtype=self.dtype,
+                                    device=self.device, model_dir=self.model_dir)
+        except WeightsUnavailable as exc:
+            self._unavailable[name] = exc
+            raise
+        self._base = (name, model, tok)
+        return model, tok
+
+    def get(self, vid: VariantId) -> BuiltVariant:
+        """The built variant ``vid`` (reused when it is the current one)."""
+        if self._current is not None and self._current.id == vid:
+            return self._current
+        self._current = None
+        gc.collect()
+        base, tok = self._load_base(vid.model)
+        model = copy.deepcopy(base)  # the base stays intact for the next level
+        report = prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to)
+        self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
+        LOG.info("built %s (intermediate %d)", vid.slug, report.intermediate_size_after)
+        self._current = BuiltVariant(vid, get_model_spec(vid.model), model, tok, report,
+                                     "random" if self.weights == "random" else "pretrained")
+        return self._current
+
+    def clear(self) -> None:
+        """Drop every resident model."""
+        self._base = self._current = None
+        gc.collect()
+
+
+def parse_list(text: str | None, cast=str) -> list | None:
+    """Split a comma list option (``None`` or empty = not given)."""
+    if text is None or not str(text).strip():
+        return None
+    return [cast(x.strip()) for x in str(text).split(",") if x.strip()]
+
+
+def all_model_names() -> list[str]:
+    """Registered model names in registry order."""
+    return list(MODELS)
+
+
+def order_key(vid: VariantId, model_order: Iterable[str]) -> tuple:
+    """Sort key that keeps models in registry order and levels ascending."""
+    order = {m: i for i, m in enumerate(model_order)}
+    return (order.get(vid.model, len(order)), vid.pct, vid.method, vid.round_to)
