@@ -7,8 +7,10 @@ counts and speed work without downloading weights; weights are loaded the normal
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,10 +157,48 @@ def _random_model(spec: ModelSpec, dtype, num_layers: int | None, seed: int):
     return model.eval()
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect (checked once per process).
+
+    Without it an offline machine spends ~45 s in the hub client's retries per model.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        LOG.info("hub endpoint %s unreachable: loading from the local cache only", url.hostname)
+        return False
+
+
+def _offline_source(spec: ModelSpec, source: str) -> str:
+    """``source`` itself, or its local hub-cache snapshot when the hub cannot be reached."""
+    if Path(source).is_dir() or hub_reachable():
+        return source
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(source, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise WeightsUnavailable(
+            f"{spec.name}: the hub is unreachable and {source} is not in the local hub cache; "
+            f"set {MODELS_DIR_ENV} to a folder holding {spec.name}/, or run once online "
+            f"(HF_TOKEN, licence of {spec.hf_id} accepted) to fill the cache") from None
+
+
 def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | None):
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": dtype}
+    source = _offline_source(spec, source)
     if num_layers is not None:
         kwargs["num_hidden_layers"] = num_layers
     try:
@@ -183,8 +223,10 @@ def load_tokenizer(name: str, *, model_dir: str | os.PathLike | None = None,
     spec = get_model_spec(name)
     source = _weight_source(spec, model_dir)
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError) as exc:
+        if local_only and not Path(source).is_dir():
+            return None  # random-weight runs never wait on the hub for a tokenizer
+        return AutoTokenizer.from_pretrained(_offline_source(spec, source))
+    except (OSError, ValueError, WeightsUnavailable) as exc:
         LOG.info("no tokenizer for %s from %s: %s", name, source, str(exc).splitlines()[0])
         return None
 

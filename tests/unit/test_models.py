@@ -1,0 +1,60 @@
+"""Unit tests of the model registry and loading (offline)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glu_prune import WeightsUnavailable, get_model_spec, load_model
+from glu_prune.models import MODELS, make_config
+
+
+def test_registry():
+    assert list(MODELS)[:4] == ["llama-3.2-1b", "llama-3.2-3b", "llama-3.2-1b-instruct",
+                                "llama-3.2-3b-instruct"]
+    spec = get_model_spec("llama-3.2-3b-instruct")
+    assert spec.hf_id == "meta-llama/Llama-3.2-3B-Instruct" and spec.instruct
+    assert spec.levels == (0, 10, 40, 60)
+    assert get_model_spec("llama-3.2-1b").levels == (0, 10, 20, 30, 40, 50, 60)
+    with pytest.raises(KeyError, match="unknown model 'gpt2'; known models: llama-3.2-1b"):
+        get_model_spec("gpt2")
+
+
+@pytest.mark.parametrize("name,hidden,layers,heads,ratio", [
+    ("llama-3.2-1b", 2048, 16, 32, 4.0), ("llama-3.2-3b", 3072, 28, 24, 8192 / 3072)])
+def test_embedded_architectures(name, hidden, layers, heads, ratio):
+    c = make_config(name)
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (hidden, layers, heads)
+    assert (c.num_key_value_heads, c.vocab_size, c.tie_word_embeddings) == (8, 128256, True)
+    assert c.intermediate_size / c.hidden_size == ratio
+    assert c.rope_parameters["rope_type"] == "llama3"
+
+
+def test_random_weights_fewer_layers():
+    model, tok = load_model("llama-3.2-1b", weights="random", num_layers=1, device="cpu",
+                            dtype=torch.bfloat16)
+    assert model.config.num_hidden_layers == 1 and len(model.model.layers) == 1
+    assert model.dtype == torch.bfloat16
+    assert tok is None  # never asks the hub for random weights
+    again, _ = load_model("llama-3.2-1b", weights="random", num_layers=1, device="cpu",
+                          dtype=torch.bfloat16)
+    assert torch.equal(model.model.layers[0].mlp.up_proj.weight,
+                       again.model.layers[0].mlp.up_proj.weight)
+
+
+def test_weights_unavailable_names_model_and_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailable, match=r"^llama-3.2-3b: .*GLU_PRUNE_MODELS_DIR"):
+        load_model("llama-3.2-3b", model_dir=tmp_path)
+
+
+def test_local_models_dir(tmp_path):
+    model, _ = load_model("tiny-llama", weights="random", dtype=torch.float32, device="cpu")
+    model.save_pretrained(tmp_path / "tiny-llama")
+    loaded, _ = load_model("tiny-llama", model_dir=tmp_path, device="cpu")
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_bad_weights_argument():
+    with pytest.raises(ValueError, match="weights must be 'auto' or 'random', got 'hub'"):
+        load_model("tiny-llama", weights="hub")
