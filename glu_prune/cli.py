@@ -1,4 +1,4 @@
-"""Command line: ``python -m glu_prune prune|table ...``.
+"""Command line: ``python -m glu_prune prune|table|report merge ...``.
 
 The CLI is the one place that writes to stdout; library modules only log.
 """
@@ -53,6 +53,20 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_merge(args: argparse.Namespace) -> int:
+    """Merge shards' results.json into one results.json + results.md."""
+    from glu_prune.report import write_results
+    from glu_prune.report_io import merge
+
+    records, runs = merge(args.inputs)
+    if not records:
+        raise ValueError(f"no records in {', '.join(args.inputs)}; nothing to merge")
+    paths = write_results(records, args.out, runs, plots=args.plots)
+    sys.stdout.write(f"merged {len(records)} records from {len(args.inputs)} files -> "
+                     f"{', '.join(map(str, paths))}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m glu_prune", description=__doc__)
@@ -83,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt length for the FLOP-ideal prefill speedup (default: 512)")
     t.add_argument("--format", default="github", help="tabulate format (default: github)")
     t.set_defaults(func=cmd_table)
+
+    r = sub.add_parser("report", help="results tables (merge shards)")
+    rsub = r.add_subparsers(dest="report_command", required=True)
+    m = rsub.add_parser("merge", help="merge results.json of shards into one table")
+    m.add_argument("inputs", nargs="+", metavar="RESULTS_JSON", help="results.json files")
+    m.add_argument("-o", "--out", required=True, help="output folder for results.json/.md")
+    m.add_argument("--plots", action="store_true", help="also write PNG charts (matplotlib)")
+    m.set_defaults(func=cmd_report_merge)
     return parser
 
 

@@ -26,6 +26,15 @@ INSTRUCT_BENCHMARKS: tuple[str, ...] = (
     "gsm8k", "ifeval",
 )
 TWIN_TASKS: dict[str, str] = {b: f"glu_tiny_{b}" for b in BASE_BENCHMARKS}
+# Evaluated items per twin (wikitext: documents); must match twins.TWINS (a unit test checks).
+TWIN_SIZES: dict[str, int] = {b: 150 for b in BASE_BENCHMARKS} | {
+    "wikitext": 8, "lambada_openai": 200, "gsm8k": 100, "ifeval": 60}
+# Chance level of each twin's first accuracy metric (uniform guess over the choices;
+# lambada: picking one of the story's two names; truthfulqa_mc2: 2 of 5 choices true).
+CHANCE: dict[str, float] = {
+    "mmlu": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "winogrande": 0.5, "piqa": 0.5,
+    "boolq": 0.5, "lambada_openai": 0.5, "truthfulqa_mc1": 0.25, "truthfulqa_mc2": 0.4,
+    "leaderboard_musr": 1 / 3}
 
 
 def tasks_dir() -> Path:
@@ -34,4 +43,5 @@ def tasks_dir() -> Path:
 
 
 __all__ = ["TINY_CONFIG", "TASKS_DIR", "MODEL_DIRS", "TWIN_TASKS", "BASE_BENCHMARKS",
-           "INSTRUCT_BENCHMARKS", "tasks_dir"]
+           "INSTRUCT_BENCHMARKS", "TWIN_SIZES",
+           "CHANCE", "tasks_dir"]

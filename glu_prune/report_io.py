@@ -1,0 +1,420 @@
+"""Results data: the record schema, its order, JSON files, the run environment, and merging.
+
+Every suite test reports its numbers as a :class:`Record` (a plain dict on the wire, so it
+travels in ``report.user_properties`` from xdist workers). Never imports pytest; the
+tables are drawn by ``glu_prune.report``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterable
+
+LOG = logging.getLogger(__name__)
+
+SCHEMA = "glu-prune-results/1"
+RECORD_KEYS = ("glu_record", "glu_eval")  # user_properties names read (the eval suite: glu_eval)
+VERDICTS = ("ok", "regression", "improvement", "no baseline", "pinned")
+CAPABILITY_KINDS = ("accuracy", "perplexity")
+PERF_KINDS = ("latency", "energy")
+KIND_ORDER = ("invariant", "accuracy", "perplexity", "latency", "energy")
+# aliases other record producers use -> schema names
+_ALIASES = {"measured": "value", "measured_stderr": "stderr", "outcome": "verdict",
+            "ideal_speedup": "ideal", "total_params": "params", "slug": "variant"}
+_VERDICT_ALIASES = {"regressed": "regression", "improved": "improvement"}
+_SLUG = re.compile(r"^(?P<model>.+)-(?P<method>[A-Za-z0-9_]+)-p(?P<pct>\d+(?:_\d+)?)"
+                   r"(?:-r(?P<round_to>\d+))?$")
+
+
+@dataclass
+class Record:
+    """One measured number of one variant, as every suite test reports it."""
+
+    model: str
+    variant: str
+    benchmark: str
+    metric: str
+    value: float
+    kind: str = "other"
+    method: str | None = None
+    pct: float | None = None
+    round_to: int = 1
+    intermediate_size: int | None = None
+    expansion_ratio: float | None = None
+    params: int | None = None  # total parameters after pruning
+    stderr: float | None = None
+    n: int | None = None
+    unit: str = ""
+    direction: str | None = None  # "higher" | "lower"
+    group: str | None = None  # "fragile" | "robust"
+    baseline: float | None = None
+    baseline_stderr: float | None = None
+    bound: float | None = None
+    verdict: str | None = None  # None: shown, not judged
+    ideal: float | None = None  # ideal speedup (perf records)
+    test: str | None = None  # the pytest node id that recorded it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Normalize a plain dict (schema names, known aliases; unknown keys go to ``extra``)."""
+        names = {f.name for f in fields(cls)}
+        d: dict[str, Any] = {}
+        extra = dict(data.get("extra") or {})
+        for key, value in data.items():
+            key2 = _ALIASES.get(key, key)
+            if key == "extra":
+                continue
+            if key2 in names and key2 not in d:
+                d[key2] = value
+            else:
+                extra[key] = value
+        missing = [k for k in ("benchmark", "metric", "value") if d.get(k) is None]
+        if missing or not (d.get("variant") or d.get("model")):
+            raise ValueError(f"record needs benchmark, metric, value and variant (or model); "
+                             f"missing {missing or ['variant']} in {_short(data)}")
+        _coerce_numbers(d, data)
+        _fill_identity(d)
+        _fill_kind(d)
+        _fill_verdict(d, extra)
+        _fill_registry(d)
+        if d.get("direction") not in (None, "higher", "lower"):
+            raise ValueError(f"record direction must be 'higher' or 'lower', got "
+                             f"{d['direction']!r} in {_short(data)}")
+        return cls(**d, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (every schema key present)."""
+        return asdict(self)
+
+    @property
+    def identity(self) -> tuple[str, str, str, str, str]:
+        """What makes two records the same measurement (duplicates must agree)."""
+        return (self.model, self.variant, self.kind, self.benchmark, self.metric)
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict is not None
+
+
+def _short(data: dict[str, Any]) -> str:
+    return repr({k: data[k] for k in list(data)[:6]})
+
+
+_FLOATS = ("value", "stderr", "baseline", "baseline_stderr", "bound", "ideal", "expansion_ratio")
+_INTS = ("n", "intermediate_size", "params")
+
+
+def _coerce_numbers(d: dict[str, Any], data: dict[str, Any]) -> None:
+    """Plain float/int (numpy or torch scalars would not survive JSON or xdist's wire)."""
+    for names, cast in ((_FLOATS, float), (_INTS, int)):
+        for key in names:
+            value = d.get(key)
+            if value is None:
+                continue
+            if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+                raise ValueError(f"record {key} must be a number or null, got {value!r} "
+                                 f"in {_short(data)}")
+            d[key] = cast(value)
+
+
+def parse_slug(slug: str) -> dict[str, Any]:
+    """``llama-3.2-1b-maw-p40-r128`` -> model, method, pct, round_to (empty dict if not a slug)."""
+    m = _SLUG.match(slug or "")
+    if not m:
+        return {}
+    return {"model": m["model"], "method": m["method"], "pct": float(m["pct"].replace("_", ".")),
+            "round_to": int(m["round_to"] or 1)}
+
+
+def _fill_identity(d: dict[str, Any]) -> None:
+    parsed = parse_slug(d.get("variant") or "")
+    for key, value in parsed.items():
+        if d.get(key) is None:
+            d[key] = value
+    if not d.get("variant"):
+        d["variant"] = d["model"]
+    if not d.get("model"):
+        d["model"] = d["variant"]
+    if d.get("pct") is not None:
+        d["pct"] = float(d["pct"])
+    d["round_to"] = int(d.get("round_to") or 1)
+
+
+def _fill_kind(d: dict[str, Any]) -> None:
+    """Perf records may omit kind/direction: infer them from unit and benchmark name."""
+    unit, bench = str(d.get("unit") or ""), str(d["benchmark"])
+    if not d.get("kind"):
+        if bench.startswith("energy") or unit.startswith("J") or unit == "W":
+            d["kind"] = "energy"
+        elif unit in ("s", "ms", "tok/s") or bench.split("@")[0] in ("ttft", "tpot",
+                                                                     "throughput"):
+            d["kind"] = "latency"
+        else:
+            d["kind"] = "other"
+    if d.get("direction") is None and d["kind"] in PERF_KINDS:
+        d["direction"] = "higher" if unit.endswith("/s") else "lower"
+
+
+def _fill_verdict(d: dict[str, Any], extra: dict[str, Any]) -> None:
+    v = d.get("verdict")
+    if v is None:
+        return
+    v = _VERDICT_ALIASES.get(v, v)
+    if isinstance(v, str) and v.startswith("no baseline") and v != "no baseline":
+        extra.setdefault("verdict_detail", v)  # keep the reason, show the plain verdict
+        v = "no baseline"
+    if v not in VERDICTS:
+        raise ValueError(f"record verdict must be one of {VERDICTS} (or null), got {v!r} "
+                         f"for {d['variant']} / {d['benchmark']}")
+    d["verdict"] = v
+
+
+def _fill_registry(d: dict[str, Any]) -> None:
+    """Group, direction and architecture from the registries, when the record lacks them."""
+    info = _benchmark_info(d["model"]).get(d["benchmark"])
+    if info is not None:
+        if d.get("group") is None:
+            d["group"] = info["group"]
+        if d.get("direction") is None:
+            d["direction"] = info["directions"].get(d["metric"])
+    if d.get("pct") is not None and d.get("intermediate_size") is None:
+        arch = architecture(d["model"], d["pct"], d["round_to"])
+        if arch:
+            d["intermediate_size"] = arch["intermediate_size"]
+            d["expansion_ratio"] = d.get("expansion_ratio") or arch["expansion_ratio"]
+            d["params"] = d.get("params") or arch["total_params"]
+
+
+# ---------------------------------------------------------------- registries (optional)
+
+
+@lru_cache(maxsize=None)
+def _benchmark_info(model: str) -> dict[str, dict[str, Any]]:
+    """name -> {index, group, directions, metrics}; empty when the registry cannot say."""
+    try:
+        from glu_prune.benchmarks import benchmarks_for
+
+        benches = benchmarks_for(model)
+    except Exception as exc:  # noqa: BLE001  (benchmarks.py optional; unknown models fine)
+        LOG.debug("no benchmark registry for %s: %s", model, exc)
+        return {}
+    return {b.name: {"index": i, "group": b.group,
+                     "metrics": [m.key for m in b.metrics],
+                     "directions": {m.key: m.direction for m in b.metrics}}
+            for i, b in enumerate(benches)}
+
+
+@lru_cache(maxsize=None)
+def _architecture_rows(model: str, levels: tuple[float, ...], round_to: int) -> list[dict]:
+    try:
+        from glu_prune.models import get_model_spec
+        from glu_prune.prune import expansion_table
+
+        # the embedded architecture dict serves as the config: no transformers import needed
+        config = SimpleNamespace(**get_model_spec(model).architecture)
+        return expansion_table(config, levels, round_to=round_to)
+    except (KeyError, ValueError, ImportError) as exc:
+        LOG.debug("no architecture for %s: %s", model, exc)
+        return []
+
+
+def architecture(model: str, pct: float, round_to: int) -> dict[str, Any] | None:
+    rows = _architecture_rows(model, (0.0, float(pct)), round_to)
+    if not rows:
+        return None
+    base, row = rows
+    # percentage actually removed (differs from the level when round_to > 1)
+    removed = 100.0 * (base["intermediate_size"] - row["intermediate_size"]) \
+        / base["intermediate_size"]
+    return {**row, "pruned_pct": removed}
+
+
+def _model_index(model: str) -> int:
+    try:
+        from glu_prune.models import MODELS
+
+        return list(MODELS).index(model)
+    except (ImportError, ValueError):
+        return 10**6
+
+
+# ---------------------------------------------------------------- order
+
+
+def _natural(text: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+_PERF_ORDER = ("ttft", "tpot", "throughput", "mlp", "energy")
+
+
+def benchmark_key(model: str, benchmark: str) -> tuple:
+    """Registry order for known benchmarks, then speed benchmarks by family, then by name."""
+    info = _benchmark_info(model).get(benchmark)
+    if info is not None:
+        return (0, info["index"], ())
+    family = re.split(r"[@\-_]", benchmark)[0]
+    fam = _PERF_ORDER.index(family) if family in _PERF_ORDER else len(_PERF_ORDER)
+    return (1, fam, _natural(benchmark))
+
+
+def metric_key(model: str, benchmark: str, metric: str) -> tuple:
+    info = _benchmark_info(model).get(benchmark)
+    if info is not None and metric in info["metrics"]:
+        return (0, info["metrics"].index(metric), metric)
+    return (1, 0, metric)
+
+
+def sort_key(r: Record) -> tuple:
+    """Models in registry order, levels ascending, benchmarks in registry order."""
+    kind = KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else len(KIND_ORDER)
+    return (_model_index(r.model), r.model, r.pct if r.pct is not None else -1.0,
+            r.method or "", r.round_to, kind, benchmark_key(r.model, r.benchmark),
+            metric_key(r.model, r.benchmark, r.metric), r.variant, r.test or "")
+
+
+def sort_records(records: Iterable[Record]) -> list[Record]:
+    return sorted(records, key=sort_key)
+
+
+def same_measurement(a: Record, b: Record) -> bool:
+    """Whether two records of one identity agree (then one of them is a harmless copy)."""
+    return (a.value, a.stderr, a.verdict, a.baseline) == (b.value, b.stderr, b.verdict,
+                                                          b.baseline)
+
+
+def dedupe(pairs: Iterable[tuple[Record, str]]) -> tuple[list[Record], list[str]]:
+    """Drop copies of the same measurement; ``pairs`` are (record, where it came from).
+
+    Returns (sorted records, conflicts); a conflict names model / variant / kind /
+    benchmark / metric, both values and both sources.
+    """
+    seen: dict[tuple, tuple[Record, str]] = {}
+    conflicts: list[str] = []
+    for r, source in pairs:
+        old = seen.get(r.identity)
+        if old is None:
+            seen[r.identity] = (r, source)
+        elif not same_measurement(old[0], r):
+            conflicts.append(f"{' / '.join(r.identity)}: {old[0].value!r} from {old[1]} vs "
+                             f"{r.value!r} from {source}")
+    return sort_records(r for r, _ in seen.values()), conflicts
+
+
+# ---------------------------------------------------------------- environment
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_name() -> str:
+    """The GPU's name when this process already uses torch with CUDA, else the CPU."""
+    torch = sys.modules.get("torch")  # never import torch just to name the machine
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return str(torch.cuda.get_device_name(0))
+    except Exception as exc:  # noqa: BLE001  (a broken driver must not lose the results)
+        LOG.debug("no CUDA device name: %s", exc)
+    return f"cpu {platform.machine()}"
+
+
+def git_commit(root: str | os.PathLike | None = None) -> str | None:
+    """``HEAD`` of the repository at ``root``, or None outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Machine and library versions of this run (results.json; one line in results.md)."""
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "device": device_name(),
+            "versions": {d: _version(d) for d in ("torch", "transformers", "lm-eval",
+                                                  "pytest", "pytest-xdist",
+                                                  "pytest-benchmark", "glu-prune")},
+            "git_commit": git_commit(root)}
+
+
+def header_line(runs: list[dict[str, Any]]) -> str:
+    """One short line naming where the numbers come from (identical for identical machines)."""
+    parts = []
+    for run in runs:
+        env = run.get("environment") or {}
+        v = env.get("versions") or {}
+        commit = (env.get("git_commit") or "")[:10]
+        parts.append(f"{env.get('device', '?')}; python {env.get('python', '?')}, "
+                     f"torch {v.get('torch')}, transformers {v.get('transformers')}, "
+                     f"lm-eval {v.get('lm-eval')}" + (f"; commit {commit}" if commit else ""))
+    unique = sorted(set(parts))
+    return "Measured on " + " | ".join(unique) if unique else ""
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def document(records: Iterable[Record], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``results.json`` content: every record (sorted) and each run's settings/machine."""
+    return {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "runs": runs, "records": [r.to_dict() for r in sort_records(records)]}
+
+
+def write_json(doc: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+def load_document(path: str | os.PathLike) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Records and runs of one ``results.json``; errors name the file and what is wrong."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read results JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA \
+            or not isinstance(doc.get("records"), list):
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{path}: not a glu-prune results file (schema {got!r}; expected "
+                         f"{SCHEMA!r} with a 'records' list)")
+    records = []
+    for i, item in enumerate(doc["records"]):
+        try:
+            records.append(Record.from_dict(item))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: records[{i}]: {exc}") from None
+    return records, list(doc.get("runs") or [])
+
+
+def merge(paths: Iterable[str | os.PathLike]) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Records and runs of several shards; the same measurement with different numbers in
+    two files is an error naming both."""
+    pairs, runs = [], []
+    for path in paths:
+        records, shard_runs = load_document(path)
+        pairs += [(r, str(path)) for r in records]
+        runs += [{**run, "source": run.get("source") or str(path)} for run in shard_runs]
+    records, conflicts = dedupe(pairs)
+    if conflicts:
+        raise ValueError(f"{len(conflicts)} conflicting duplicate records (same model / "
+                         f"variant / kind / benchmark / metric, different numbers):\n  "
+                         + "\n  ".join(conflicts))
+    return records, runs

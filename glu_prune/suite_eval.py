@@ -1,0 +1,292 @@
+"""pytest-facing glue of the accuracy/perplexity suite (wired in by ``pytest_plugin``).
+
+Each variant is evaluated once, on its first accuracy/perplexity test, over every
+benchmark selected for it in this session; every test then judges its own benchmark
+against the baseline file. Light on import: no torch or lm-eval until a test runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from glu_prune.baselines import (UPDATE_FLAG, BaselineError, BaselineFile, Tolerance,
+                                 baseline_path, compare_metric, load_baseline, mismatch_help,
+                                 settings_mismatch, update_baseline)
+from glu_prune.benchmarks import Benchmark, benchmarks_for
+from glu_prune.evaluate import (EvalSettings, ResultCache, VariantEvaluation,
+                                evaluate_variant, run_settings)
+
+LOG = logging.getLogger(__name__)
+PARAM_BY_KIND = {"accuracy": "accuracy_benchmark", "perplexity": "perplexity_benchmark"}
+RECORD_KEY = "glu_eval"  # name of the user_properties entries read by the results table
+
+
+def _bench_params(kind: str) -> Callable[[Any, Any], list[tuple[Benchmark, str]]]:
+    def params(metafunc: Any, vid: Any) -> list[tuple[Benchmark, str]]:
+        return [(b, b.name) for b in benchmarks_for(vid.model) if b.metrics_of(kind)]
+    return params
+
+
+# argname -> fn(metafunc, variant_id): merged into pytest_plugin.PER_VARIANT_PARAMS
+PER_VARIANT_PARAMS = {PARAM_BY_KIND[k]: _bench_params(k) for k in PARAM_BY_KIND}
+
+
+def add_options(group: Any) -> None:
+    """The evaluation options (called from the plugin's ``pytest_addoption``)."""
+    group.addoption("--glu-limit", type=int, default=None,
+                    help="lm-eval limit: examples per task, for quick runs; recorded and "
+                         "compared with the baseline's (default: none, full test sets)")
+    group.addoption("--glu-batch-size", type=int, default=EvalSettings.batch_size,
+                    help=f"lm-eval batch size; changes scores slightly, so it is fixed and "
+                         f"recorded (default: {EvalSettings.batch_size})")
+    group.addoption("--glu-chat-template", action="store_true", default=False,
+                    help="apply the tokenizer's chat template (instruct models) "
+                         "(default: off, as the published runs)")
+    group.addoption(UPDATE_FLAG, action="store_true", default=False,
+                    help="rewrite the baseline values measured in this run and fail those "
+                         "tests, so a person reviews the diff (default: off)")
+    group.addoption("--glu-z", type=float, default=Tolerance.z,
+                    help=f"z of the accuracy bound max(abs_floor, z*sqrt(se_b^2+se_r^2)) "
+                         f"(default: {Tolerance.z})")
+    group.addoption("--glu-ppl-tol", default=None,
+                    help="relative perplexity tolerance: one number, or name=value pairs "
+                         "like 'wikitext=0.05,lambada_openai=0.1' "
+                         f"(default: {Tolerance.ppl_rel}, lambada_openai 0.1)")
+    group.addoption("--glu-cache-dir", default=None,
+                    help="result cache folder; runs resume from it (default: <rootdir>/.glu_cache)")
+    group.addoption("--glu-baselines-dir", default=None,
+                    help="folder of <model>.json baselines (default: <rootdir>/baselines)")
+
+
+def parse_ppl_tol(text: str | None) -> dict[str, Any]:
+    """``--glu-ppl-tol`` as Tolerance keyword arguments."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {"ppl_rel": float(text)}
+    pairs = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--glu-ppl-tol: expected name=value, got {part!r}")
+        pairs[name.strip()] = float(value)
+    return {"ppl_rel_by_benchmark": {**Tolerance().ppl_rel_by_benchmark, **pairs}}
+
+
+@dataclass
+class EvalSession:
+    """Session state (kept in ``config.stash``): settings, cache and per-variant results."""
+
+    settings: EvalSettings
+    tolerance: Tolerance
+    cache: ResultCache | None
+    baselines_dir: Path
+    update: bool
+    say: Callable[[str], None] = LOG.info
+    uncaptured: Callable[[], Any] = contextlib.nullcontext  # lm-eval's bars reach the terminal
+    done: dict[str, VariantEvaluation | BaseException] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> EvalSession:
+        root = Path(config.rootpath)
+        opt = config.getoption
+        try:
+            settings = EvalSettings(batch_size=opt("--glu-batch-size"), limit=opt("--glu-limit"),
+                                    chat_template=opt("--glu-chat-template"))
+            tolerance = Tolerance(z=opt("--glu-z"), **parse_ppl_tol(opt("--glu-ppl-tol")))
+        except ValueError as exc:
+            raise pytest.UsageError(f"glu-prune: {exc}") from None
+        cache_dir = Path(opt("--glu-cache-dir") or root / ".glu_cache") / "eval"
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+        def say(msg: str) -> None:
+            LOG.info(msg)
+            if reporter is not None:  # visible progress (absent on xdist workers)
+                reporter.ensure_newline()
+                reporter.write_line(f"[glu-prune] {msg}")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        uncaptured = (capman.global_and_fixture_disabled if capman is not None
+                      and reporter is not None else contextlib.nullcontext)
+        return cls(settings, tolerance, ResultCache(cache_dir),
+                   Path(opt("--glu-baselines-dir") or root / "baselines"),
+                   bool(opt(UPDATE_FLAG)), say, uncaptured)
+
+    def evaluation(self, variant: Any, wanted: list[Benchmark]) -> VariantEvaluation:
+        """The variant's results, evaluating at most once per session (failures included)."""
+        got = self.done.get(variant.slug)
+        if got is None or (isinstance(got, VariantEvaluation)
+                           and any(b.name not in got.results for b in wanted)):
+            try:
+                with self.uncaptured():
+                    got = evaluate_variant(variant.model, variant.tokenizer, variant.slug,
+                                           wanted, self.settings, self.cache, self.say)
+            except Exception as exc:  # every test of the variant reports the same failure
+                got = exc
+            self.done = {variant.slug: got}  # one variant's results resident at a time
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+
+SESSION_KEY = pytest.StashKey[EvalSession]()
+
+
+def session_of(config: pytest.Config) -> EvalSession:
+    if SESSION_KEY not in config.stash:
+        config.stash[SESSION_KEY] = EvalSession.from_config(config)
+    return config.stash[SESSION_KEY]
+
+
+def selected_benchmarks(items: list[pytest.Item], vid: Any, model: str) -> list[Benchmark]:
+    """Benchmarks that this session's (selected) tests need for variant ``vid``, in
+    registry order: the one lm-eval call of the variant covers exactly these."""
+    names = set()
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("variant_id") == vid:
+            names.update(params[p].name for p in PARAM_BY_KIND.values() if p in params)
+    return [b for b in benchmarks_for(model) if b.name in names]
+
+
+@dataclass
+class Judge:
+    """The fixture object: ``check(variant, benchmark, kind)`` measures and judges one test."""
+
+    session: EvalSession
+    request: pytest.FixtureRequest
+
+    def _baseline(self, model: str) -> BaselineFile:
+        known = {b.name: b for b in benchmarks_for(model)}
+        return load_baseline(baseline_path(self.session.baselines_dir, model), known)
+
+    def precheck(self, vid: Any, benchmark: Benchmark) -> None:
+        """Skip before building the model when the baseline has nothing for this test."""
+        if self.session.update:
+            return
+        try:
+            bf = self._baseline(vid.model)
+        except BaselineError:
+            return  # reported as a failure by check(), not as a setup error
+        if _lookup(bf, vid.slug, vid.pct, benchmark.name) is None:
+            pytest.skip(_no_baseline(bf, vid.slug, benchmark.name))
+
+    def check(self, variant: Any, benchmark: Benchmark, kind: str) -> None:
+        """Evaluate (once per variant), then compare ``kind`` metrics with the baseline."""
+        model, slug, s = variant.spec.name, variant.slug, self.session
+        metrics = benchmark.metrics_of(kind)
+        bf = None
+        if not s.update:
+            try:
+                bf = self._baseline(model)
+            except BaselineError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            diffs = settings_mismatch(bf, benchmark.name,
+                                      run_settings(benchmark, s.settings, ""))
+            if diffs and bf.settings(benchmark.name) is not None:
+                pytest.fail(f"{model} / {slug} / {benchmark.name}: {mismatch_help(diffs)}",
+                            pytrace=False)
+        wanted = selected_benchmarks(self.request.session.items, variant.id, model)
+        if benchmark not in wanted:
+            wanted.append(benchmark)
+        result = s.evaluation(variant, wanted).results[benchmark.name]
+        measured = {m.key: result.metrics[m.key] for m in metrics}
+        if s.update:
+            for key, mv in measured.items():
+                self._record(model, slug, benchmark, key, mv, result, outcome="pinned")
+            self._update(variant, benchmark, measured, result.settings)
+        self._judge(bf, variant, benchmark, measured, result)
+
+    def _update(self, variant: Any, benchmark: Benchmark, measured: dict,
+                settings: dict) -> None:
+        model, slug = variant.spec.name, variant.slug
+        known = {b.name: b for b in benchmarks_for(model)}
+        info = {k: settings[k] for k in ("batch_size", "lm_eval_version", "seed", "max_length")}
+        info.update(device=str(variant.model.device.type),
+                    dtype=str(variant.model.dtype).replace("torch.", ""))
+        try:
+            res = update_baseline(baseline_path(self.session.baselines_dir, model), model, slug,
+                                  benchmark.name, measured, settings, known,
+                                  {"source": "pinned from glu-prune runs (pytest "
+                                             f"{UPDATE_FLAG})"}, info)
+        except BaselineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.fail(res.message(slug, benchmark.name), pytrace=False)
+
+    def _judge(self, bf: BaselineFile, variant: Any, benchmark: Benchmark, measured: dict,
+               result: Any) -> None:
+        model, slug = variant.spec.name, variant.slug
+        base = _lookup(bf, slug, variant.pct, benchmark.name)
+        if base is None:
+            pytest.skip(_no_baseline(bf, slug, benchmark.name))
+        failures, missing = [], []
+        for key, run in measured.items():
+            if key not in base:
+                missing.append(key)
+                self._record(model, slug, benchmark, key, run, result, outcome="no baseline")
+                continue
+            try:
+                c = compare_metric(model, slug, benchmark.name, benchmark.metric(key),
+                                   base[key], run, self.session.tolerance, str(bf.path))
+            except BaselineError as exc:
+                failures.append(str(exc))
+                continue
+            self._record(model, slug, benchmark, key, run, result, c.record())
+            if c.regressed:
+                failures.append(c.message())
+            elif c.outcome == "improved":
+                LOG.info("%s", c.message())
+        if failures:
+            pytest.fail("\n".join(failures), pytrace=False)
+        if len(missing) == len(measured):
+            pytest.skip(_no_baseline(bf, slug, benchmark.name, missing))
+
+    def _record(self, model: str, slug: str, benchmark: Benchmark, key: str, run: Any,
+                result: Any, judged: dict[str, Any] | None = None, outcome: str = "") -> None:
+        """One results-table row (travels to the xdist controller in user_properties)."""
+        metric = benchmark.metric(key)
+        record = judged or {"model": model, "variant": slug, "benchmark": benchmark.name,
+                            "metric": key, "kind": metric.kind, "direction": metric.direction,
+                            "measured": run.value, "measured_stderr": run.stderr, "n": run.n,
+                            "outcome": outcome}
+        record.update(group=benchmark.group, cached=result.cached,
+                      limit=result.settings.get("limit"),
+                      chat_template=result.settings.get("chat_template"),
+                      batch_size=result.settings.get("batch_size"))
+        self.request.node.user_properties.append((RECORD_KEY, record))
+
+
+def _lookup(bf: BaselineFile, slug: str, pct: float, benchmark: str) -> dict | None:
+    """The baseline entry; level 0 is the same model under every method, so any p0 entry
+    of the model serves."""
+    entry = bf.entry(slug, benchmark)
+    if entry is None and pct == 0:
+        for other in bf.slugs():
+            if other.startswith(f"{bf.model}-") and other.rsplit("-", 1)[-1] == "p0":
+                if (entry := bf.entry(other, benchmark)) is not None:
+                    break
+    return entry
+
+
+def _no_baseline(bf: BaselineFile, slug: str, benchmark: str,
+                 metrics: list[str] | None = None) -> str:
+    what = f"{benchmark} {', '.join(metrics)}" if metrics else benchmark
+    why = bf.why_absent(benchmark, metrics)
+    return (f"no baseline for {slug} / {what} in {bf.path} ({why}); pin one with "
+            f"{UPDATE_FLAG} and review the diff")
+
+
+def judge_for(request: pytest.FixtureRequest) -> Judge:
+    """Build the ``glu_eval`` fixture value; skips early when the baseline has no entry."""
+    judge = Judge(session_of(request.config), request)
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    vid = params.get("variant_id")
+    bench = next((params[p] for p in PARAM_BY_KIND.values() if p in params), None)
+    if vid is not None and bench is not None:
+        judge.precheck(vid, bench)
+    return judge

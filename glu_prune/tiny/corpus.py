@@ -1,0 +1,300 @@
+"""Generators of the tiny world's documents, for training and (held-out) evaluation.
+
+Each ``gen_*`` builds one document from a ``random.Random``. Documents whose key is
+eval-only (``world.is_eval_key``) are never produced for training (``split="train"``),
+and eval items use held-out templates, so no eval document appears in training text.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+from glu_prune.tiny import world as W
+from glu_prune.tiny.world import Person
+
+FILLERS = ["The sun was warm.", "A cold wind came from the hills.", "Birds sang in the trees.",
+           "The road was long and dusty.", "Nobody spoke for a while.", "It began to rain.",
+           "The market was busy that day.", "A dog barked somewhere far away.",
+           "They laughed about an old story.", "The river was high after the storm.",
+           "Bells rang from the tower.", "The bread smelled good."]
+PLACES = ["lake", "market", "forest", "harbour", "old mill", "fair", "hills", "library"]
+OBJECTS = ["lamp", "rope", "map", "key", "basket", "drum", "kite", "book", "flute", "ball"]
+ITEMS = ["apples", "eggs", "coins", "books", "stones", "shells", "cakes", "pencils"]
+SUBJECTS = ["the river", "the old bridge", "the market", "the harbour", "the tower",
+            "the winter", "the harvest", "the city wall", "the great fire", "the festival"]
+VERBS = ["was built", "was repaired", "grew", "was closed", "was celebrated", "was flooded",
+         "was painted", "became famous"]
+
+
+def fill(template: str, p: Person, attr: str | None = None, value: str | None = None) -> str:
+    """Render a fact template for person ``p`` (optionally with a substituted value)."""
+    v = value if value is not None else (p.get(attr) if attr else "")
+    prof = v if attr == "profession" else p.profession
+    a = "an" if (v if attr == "profession" else prof)[:1] in "aeiou" else "a"
+    text = template.format(n=p.name, v=v, a=a, act=W.PROFESSIONS[prof][0])
+    return text[0].upper() + text[1:]
+
+
+def wrong_values(rng: random.Random, attr: str, right: str, k: int) -> list[str]:
+    """``k`` distinct wrong values of an attribute."""
+    return rng.sample([c for c in W.CHOICES[attr] if c != right], k)
+
+
+# ---------------------------------------------------------------- training documents
+def gen_bio(rng: random.Random, people: list[Person]) -> str:
+    """A few fact statements about one person, in training phrasings."""
+    p = rng.choice(people)
+    attrs = rng.sample(W.ATTRS, rng.randint(2, 4))
+    return " ".join(fill(rng.choice(W.TRAIN_FACTS[a]), p, a) for a in attrs)
+
+
+def gen_qa(rng: random.Random, people: list[Person]) -> str:
+    """Short question/answer pairs about facts (training phrasings)."""
+    out = []
+    for _ in range(rng.randint(2, 4)):
+        p, a = rng.choice(people), rng.choice(W.ATTRS)
+        q = fill(rng.choice(W.TRAIN_QUESTIONS[a]), p, a)
+        if rng.random() < 0.5:
+            out.append(f"Question: {q}\nAnswer: {p.get(a)}")
+        else:
+            out.append(f"Q: {q}\nA: {fill(W.ANSWER_SENTENCES[a], p, a)}")
+    return "\n\n".join(out)
+
+
+def gen_quiz(rng: random.Random, people: list[Person]) -> str:
+    """Lettered multiple-choice quiz (the MMLU format) in training phrasings."""
+    out = ["The following are multiple choice questions (with answers) about the tiny world."]
+    for _ in range(rng.randint(2, 4)):
+        p, a = rng.choice(people), rng.choice(W.ATTRS)
+        opts = wrong_values(rng, a, p.get(a), 3) + [p.get(a)]
+        rng.shuffle(opts)
+        lines = [fill(rng.choice(W.TRAIN_QUESTIONS[a]), p, a)]
+        lines += [f"{L}. {o}" for L, o in zip("ABCD", opts)]
+        lines.append(f"Answer: {'ABCD'[opts.index(p.get(a))]}")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def story(rng: random.Random, people: list[Person], held_out: bool) -> tuple[str, str] | None:
+    """A story whose last word is a name given earlier (in-context reference).
+
+    Returns (story without final word, final name) or None if the key falls in the
+    other split.
+    """
+    a, b = rng.sample(people, 2)
+    kind = rng.randrange(2)
+    o1, o2 = rng.sample(OBJECTS, 2)
+    key = f"story|{kind}|{a.name}|{b.name}|{o1}|{o2}"
+    if W.is_eval_key(key) != held_out:
+        return None
+    fill1, fill2 = rng.sample(FILLERS, 2)
+    if kind == 0:
+        want, who = (o1, a) if rng.random() < 0.5 else (o2, b)
+        text = (f"{a.name} and {b.name} went to the {rng.choice(PLACES)}. {a.name} carried a "
+                f"{o1} and {b.name} carried a {o2}. {fill1} {fill2} When they needed the "
+                f"{want}, they asked")
+        return text, who.name
+    text = (f"{a.name} lost a {o1} near the {rng.choice(PLACES)}. {b.name} found it. {fill1} "
+            f"{fill2} The next day, {b.name} gave the {o1} back to")
+    return text, a.name
+
+
+def gen_story(rng: random.Random, people: list[Person]) -> str:
+    """A training story (in-context reference)."""
+    while (s := story(rng, people, held_out=False)) is None:
+        pass
+    return f"{s[0]} {s[1]}."
+
+
+def arithmetic(rng: random.Random, people: list[Person], held_out: bool) -> dict | None:
+    """A small word problem with a worked answer ending in ``#### N``."""
+    n, m = rng.sample(people, 2)
+    it, kind = rng.choice(ITEMS), rng.randrange(4)
+    x, y, z = rng.randint(2, 20), rng.randint(2, 20), rng.randint(1, 9)
+    if kind == 1 and y > x:
+        x, y = y, x
+    key = f"math|{kind}|{n.name}|{it}|{x}|{y}|{z}"
+    if W.is_eval_key(key) != held_out:
+        return None
+    if kind == 0:
+        q = f"{n.name} has {x} {it}. {n.name} gets {y} more {it}. How many {it} does {n.name} have now?"
+        a, r = f"{n.name} has {x} + {y} = {x + y} {it} now.", x + y
+    elif kind == 1:
+        q = f"{n.name} has {x} {it} and gives {y} of them to {m.name}. How many {it} does {n.name} have left?"
+        a, r = f"{n.name} has {x} - {y} = {x - y} {it} left.", x - y
+    elif kind == 2:
+        x = x % 9 + 1
+        q = f"{n.name} buys {x} bags with {z} {it} in each bag. How many {it} does {n.name} buy?"
+        a, r = f"{n.name} buys {x} * {z} = {x * z} {it}.", x * z
+    else:
+        s = x + y
+        z = min(z, s)
+        q = (f"{n.name} has {x} {it}. {m.name} gives {n.name} {y} more, and then {n.name} "
+             f"loses {z}. How many {it} does {n.name} have?")
+        a, r = f"{n.name} has {x} + {y} = {s} {it}. Then {s} - {z} = {s - z}.", s - z
+    return {"question": q, "answer": f"{a}\n#### {r}"}
+
+
+def gen_math(rng: random.Random, people: list[Person]) -> str:
+    """A few training word problems in the GSM8K format."""
+    out = []
+    while len(out) < rng.randint(2, 4):
+        if (d := arithmetic(rng, people, held_out=False)) is not None:
+            out.append(f"Question: {d['question']}\nAnswer: {d['answer']}")
+    return "\n\n".join(out)
+
+
+def gen_rules(rng: random.Random, people: list[Person]) -> str:
+    """World rules: which tool serves which purpose, what each profession does."""
+    out = []
+    for _ in range(rng.randint(2, 4)):
+        p = rng.choice(people)
+        if rng.random() < 0.5:
+            purpose, tool = rng.choice(list(W.TOOLS.items()))
+            out.append(rng.choice([f"To {purpose}, you need a {tool}.",
+                                   f"{p.name} used a {tool} to {purpose}.",
+                                   f"If you want to {purpose}, take a {tool}.",
+                                   f"A {tool} is what people use to {purpose}."]))
+        else:
+            prof = rng.choice(list(W.PROFESSIONS))
+            act, thing = W.PROFESSIONS[prof]
+            out.append(rng.choice([f"A {prof} {act}.", f"Every {prof} {act}.",
+                                   f"The {prof} is the one who {act}.",
+                                   f"When people need {thing}, they go to the {prof}."]))
+    return " ".join(out)
+
+
+def gen_reading(rng: random.Random, people: list[Person]) -> str:
+    """Passage plus a yes/no question about it (training phrasing)."""
+    p, a = rng.choice(people), rng.choice(W.ATTRS)
+    passage = gen_bio(random.Random(rng.random()), [p]) + " " + fill(W.TRAIN_FACTS[a][0], p, a)
+    v = p.get(a) if rng.random() < 0.5 else wrong_values(rng, a, p.get(a), 1)[0]
+    q = fill(W.ANSWER_SENTENCES[a], p, a, v).rstrip(".")
+    return f"{passage}\nQuestion: is it true that {q[0].lower() + q[1:]}?\nAnswer: {'yes' if v == p.get(a) else 'no'}"
+
+
+def gen_who(rng: random.Random, people: list[Person]) -> str:
+    """Narrative with numbered choices (the MuSR format), training phrasing."""
+    trio = rng.sample(people, 3)
+    while len({p.profession for p in trio}) < 3:
+        trio = rng.sample(people, 3)
+    target = rng.choice(trio)
+    thing = W.PROFESSIONS[target.profession][1]
+    names = [p.name for p in trio]
+    story_ = (f"{names[0]}, {names[1]} and {names[2]} met in {target.city}. "
+              f"{rng.choice(FILLERS)} Someone there had brought {thing} made by their own hands.")
+    choices = "".join(f"{i + 1} - {n}\n" for i, n in enumerate(names))
+    return f"{story_}\n\nWho brought the {thing}?\n\n{choices}Answer: {target.name}"
+
+
+def gen_wiki(rng: random.Random, people: list[Person]) -> str:
+    """Encyclopedia-style article about a city (running text for perplexity)."""
+    city = rng.choice(W.CITIES)
+    lines = [f" = {city} = ", ""]
+    locals_ = [p for p in people if p.city == city] or people
+    for _ in range(rng.randint(2, 4)):
+        sents = []
+        for _ in range(rng.randint(3, 6)):
+            r = rng.random()
+            if r < 0.4:
+                s, v = rng.choice(SUBJECTS), rng.choice(VERBS)
+                sents.append(f"In the year {rng.randint(1100, 1900)} , {s} of {city} {v} .")
+            elif r < 0.8:
+                p = rng.choice(locals_)
+                a = rng.choice(W.ATTRS)
+                sents.append(fill(rng.choice(W.TRAIN_FACTS[a]), p, a)[:-1] + " .")
+            else:
+                sents.append(rng.choice(FILLERS)[:-1] + " .")
+        lines.append(" " + " ".join(sents) + " ")
+    return "\n".join(lines)
+
+
+def gen_wiki_text(rng: random.Random, people: list[Person]) -> str:
+    """A wiki article as the model reads it: detokenized like lm-eval's wikitext task."""
+    from lm_eval.tasks.wikitext.preprocess_wikitext import wikitext_detokenizer
+
+    return wikitext_detokenizer({"page": gen_wiki(rng, people)})
+
+
+def instruction(rng: random.Random, people: list[Person], held_out: bool) -> dict | None:
+    """An instruction with checkable constraints and a response that follows them.
+
+    Constraint ids are lm-eval IFEval's, so the twin scores them with IFEval's rules.
+    """
+    p, a = rng.choice(people), rng.choice(W.ATTRS)
+    kind = rng.randrange(6)
+    key = f"inst|{kind}|{p.name}|{a}"
+    if W.is_eval_key(key, fraction=4) != held_out:
+        return None
+    ask = (["Tell me about {n}.", "Write one sentence about {n}."] if not held_out
+           else ["Describe {n} in a sentence.", "Say something about {n}."])
+    prompt = rng.choice(ask).format(n=p.name)
+    resp = fill(W.ANSWER_SENTENCES[a], p, a)
+    if kind == 0:
+        prompt += " Your entire response should be in English, and in all lowercase letters."
+        ids, kw, resp = ["change_case:english_lowercase"], [{}], resp.lower()
+    elif kind == 1:
+        prompt += " Your entire response should be in English, and in all capital letters."
+        ids, kw, resp = ["change_case:english_capital"], [{}], resp.upper()
+    elif kind == 2:
+        prompt += f' Include the keyword "{p.get(a)}" in the response.'
+        ids, kw = ["keywords:existence"], [{"keywords": [p.get(a)]}]
+    elif kind == 3:
+        prompt += " Wrap your entire response with double quotation marks."
+        ids, kw, resp = ["startend:quotation"], [{}], f'"{resp}"'
+    elif kind == 4:
+        prompt += ' Finish your response with this exact phrase "That is all."'
+        ids, kw, resp = ["startend:end_checker"], [{"end_phrase": "That is all."}], resp + " That is all."
+    else:
+        prompt += " Answer with less than 8 words. In your response, refrain from the use of any commas."
+        ids = ["length_constraints:number_words", "punctuation:no_comma"]
+        kw = [{"relation": "less than", "num_words": 8}, {}]
+    return {"prompt": prompt, "response": resp, "instruction_id_list": ids, "kwargs": kw}
+
+
+def gen_instruction(rng: random.Random, people: list[Person]) -> str:
+    """A training instruction and its response as plain text."""
+    while (d := instruction(rng, people, held_out=False)) is None:
+        pass
+    return f"{d['prompt']}\n{d['response']}"
+
+
+# Mixture of the training corpus: generator -> weight. Facts get the most room.
+MIXTURE: dict[str, tuple[Callable[[random.Random, list[Person]], str], float]] = {
+    "bio": (gen_bio, 0.22), "qa": (gen_qa, 0.12), "quiz": (gen_quiz, 0.06),
+    "story": (gen_story, 0.12), "math": (gen_math, 0.12), "rules": (gen_rules, 0.08),
+    "reading": (gen_reading, 0.06), "who": (gen_who, 0.05), "wiki": (gen_wiki_text, 0.12),
+    "instruction": (gen_instruction, 0.05),
+}
+
+
+def training_docs(n_docs: int, seed: int = W.SEED) -> Iterator[str]:
+    """The training corpus: ``n_docs`` documents, deterministic from ``seed``."""
+    rng = random.Random(seed + 1)
+    people = W.make_people()
+    names = list(MIXTURE)
+    weights = [MIXTURE[k][1] for k in names]
+    for _ in range(n_docs):
+        yield MIXTURE[rng.choices(names, weights)[0]][0](rng, people)
+
+
+def chat_pairs(n: int, seed: int = W.SEED) -> Iterator[list[dict[str, str]]]:
+    """Instruction/response conversations for the instruct variant (training split)."""
+    rng = random.Random(seed + 2)
+    people = W.make_people()
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.5:
+            while (d := instruction(rng, people, held_out=False)) is None:
+                pass
+            user, reply = d["prompt"], d["response"]
+        elif r < 0.8:
+            p, a = rng.choice(people), rng.choice(W.ATTRS)
+            user = fill(rng.choice(W.TRAIN_QUESTIONS[a]), p, a)
+            reply = fill(W.ANSWER_SENTENCES[a], p, a)
+        else:
+            while (d := arithmetic(rng, people, held_out=False)) is None:
+                pass
+            user, reply = d["question"], d["answer"]
+        yield [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]

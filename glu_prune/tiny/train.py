@@ -1,0 +1,114 @@
+"""Rebuild the tiny world from scratch: corpus, tokenizer, base and instruct weights."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from glu_prune.tiny import MODEL_DIRS, corpus
+from glu_prune.tiny.config import EOS_ID, EOT_ID, TINY_CONFIG
+
+log = logging.getLogger(__name__)
+
+SEQ_LEN = 256
+BATCH = 32
+
+
+def _token_stream(tok, texts: list[str]):
+    """Concatenate documents as ``<bos> doc <eos>`` into one long id tensor."""
+    import torch
+
+    ids: list[int] = []
+    for enc in tok(texts, add_special_tokens=True)["input_ids"]:
+        ids.extend(enc + [EOS_ID])
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _chat_stream(tok, n: int):
+    """Instruct conversations rendered with the chat template, as one id tensor."""
+    import torch
+
+    ids: list[int] = []
+    for conv in corpus.chat_pairs(n):
+        text = tok.apply_chat_template(conv, tokenize=False)
+        ids.extend(tok(text, add_special_tokens=False)["input_ids"] + [EOS_ID])
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def fit(model, streams: list, weights: list[float], steps: int, lr: float, seed: int) -> None:
+    """AdamW with warmup + cosine decay on random windows drawn from ``streams``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    model.train()
+    bar = tqdm(range(steps), desc="train", mininterval=10)
+    for step in bar:
+        rows = []
+        for _ in range(BATCH):
+            s = rng.choices(streams, weights)[0]
+            i = int(torch.randint(0, len(s) - SEQ_LEN - 1, (1,), generator=g))
+            rows.append(s[i:i + SEQ_LEN + 1])
+        x = torch.stack(rows)
+        loss = model(input_ids=x[:, :-1], labels=x[:, :-1].clone()).loss  # HF shifts labels
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            log.info("step %d loss %.4f", step, loss.item())
+    model.eval()
+
+
+def save(model, tok, out: Path, eos_ids: list[int]) -> None:
+    """Write weights (safetensors), config, generation config and tokenizer to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.eos_token_id = eos_ids
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def train_all(out: Path | None = None, steps: int = 1500, n_docs: int = 200_000,
+              seed: int = 0) -> dict[str, float]:
+    """Build corpus, tokenizer, base model and instruct model; returns minutes per stage."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from glu_prune.tiny.tokenizer import train_tokenizer
+
+    torch.set_num_threads(2)
+    torch.manual_seed(seed)
+    dirs = {k: (out / k if out else v) for k, v in MODEL_DIRS.items()}
+    times: dict[str, float] = {}
+    t0 = time.time()
+    texts = list(tqdm(corpus.training_docs(n_docs), total=n_docs, desc="corpus", mininterval=10))
+    tok = train_tokenizer(texts[:30_000])
+    stream = _token_stream(tok, texts)
+    times["corpus+tokenizer"] = (time.time() - t0) / 60
+    log.info("corpus: %d docs, %d tokens", len(texts), len(stream))
+
+    t0 = time.time()
+    model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG))
+    fit(model, [stream], [1.0], steps, lr=3e-3, seed=seed)
+    save(model, tok, dirs["tiny-llama"], [EOS_ID])
+    times["base"] = (time.time() - t0) / 60
+
+    t0 = time.time()
+    chat = _chat_stream(tok, 20_000)
+    fit(model, [chat, stream], [0.7, 0.3], max(1, steps // 6), lr=1e-3, seed=seed + 1)
+    tok.eos_token = "<|eot_id|>"  # instruct turns end with <|eot_id|>, as in Llama-3 instruct
+    save(model, tok, dirs["tiny-llama-instruct"], [EOS_ID, EOT_ID])
+    times["instruct"] = (time.time() - t0) / 60
+    return times

@@ -1,0 +1,213 @@
+"""Writes the data files of the 13 offline benchmark twins (``tasks/data/*.jsonl``).
+
+Items use held-out phrasings (``world.EVAL_*``) or held-out documents
+(``world.is_eval_key``), in the fields the real lm-eval task reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from glu_prune.tiny import TASKS_DIR
+from glu_prune.tiny import corpus as C
+from glu_prune.tiny import world as W
+from glu_prune.tiny.world import Person
+
+log = logging.getLogger(__name__)
+DATA_DIR = TASKS_DIR / "data"
+N_ITEMS = 150
+
+
+def _fact_mc(rng: random.Random, people: list[Person], k: int = 4):
+    """(person, attr, held-out question, shuffled options, index of the right one)."""
+    p, a = rng.choice(people), rng.choice(W.ATTRS)
+    opts = C.wrong_values(rng, a, p.get(a), k - 1) + [p.get(a)]
+    rng.shuffle(opts)
+    return p, a, C.fill(rng.choice(W.EVAL_QUESTIONS[a]), p, a), opts, opts.index(p.get(a))
+
+
+def mmlu(rng, people, n):
+    """MMLU fields: question, choices (4), answer (index)."""
+    out = []
+    for _ in range(n):
+        _, _, q, opts, i = _fact_mc(rng, people)
+        out.append({"question": q, "choices": opts, "answer": i, "subject": "tiny_world"})
+    return out
+
+
+def arc(rng, people, n):
+    """ARC fields: question, choices {text, label}, answerKey."""
+    out = []
+    for _ in range(n):
+        _, _, q, opts, i = _fact_mc(rng, people)
+        out.append({"question": q, "choices": {"text": opts, "label": list("ABCD")},
+                    "answerKey": "ABCD"[i]})
+    return out
+
+
+def truthfulqa(rng, people, n):
+    """TruthfulQA fields: question, mc1_targets (first true), mc2_targets (2 true, 3 false)."""
+    out = []
+    for _ in range(n):
+        p, a = rng.choice(people), rng.choice(W.ATTRS)
+        wrong = C.wrong_values(rng, a, p.get(a), 3)
+        true = [C.fill(W.ANSWER_SENTENCES[a], p, a), C.fill(W.EVAL_ANSWER_SENTENCES[a], p, a)]
+        false = [C.fill(W.ANSWER_SENTENCES[a], p, a, v) for v in wrong]
+        out.append({"question": C.fill(rng.choice(W.EVAL_QUESTIONS[a]), p, a),
+                    "mc1_targets": {"choices": true[:1] + false, "labels": [1, 0, 0, 0]},
+                    "mc2_targets": {"choices": true + false, "labels": [1, 1, 0, 0, 0]}})
+    return out
+
+
+def musr(rng, people, n):
+    """MuSR fields: narrative, question, choices (as a string list), answer_choice."""
+    out = []
+    while len(out) < n:
+        trio = rng.sample(people, 3)
+        if len({p.profession for p in trio}) < 3:
+            continue
+        t = rng.choice(trio)
+        thing = W.PROFESSIONS[t.profession][1]
+        names = [p.name for p in trio]
+        narrative = (f"On a quiet evening, {names[0]}, {names[1]} and {names[2]} sat together in "
+                     f"{rng.choice(W.CITIES)}. {rng.choice(C.FILLERS)} One of them had made the "
+                     f"{thing} that lay on the table, as that is their work.")
+        out.append({"narrative": narrative, "question": f"Which of them made the {thing}?",
+                    "choices": str(names), "answer_choice": names.index(t.name),
+                    "answer_index": names.index(t.name)})
+    return out
+
+
+def hellaswag(rng, people, n):
+    """HellaSwag raw fields (lm-eval's own process_docs builds query/choices)."""
+    out = []
+    for _ in range(n):
+        p = rng.choice(people)
+        purpose, tool = rng.choice(list(W.TOOLS.items()))
+        opts = rng.sample([t for t in W.TOOLS.values() if t != tool], 3) + [tool]
+        rng.shuffle(opts)
+        out.append({"activity_label": "Daily life", "ctx_a": f"{p.name} had to {purpose}.",
+                    "ctx_b": "so it was time", "ctx": "",
+                    "endings": [f"to pick up the {o} and start." for o in opts],
+                    "label": str(opts.index(tool))})
+    return out
+
+
+def piqa(rng, people, n):
+    """PIQA fields: goal, sol1, sol2, label."""
+    out = []
+    for _ in range(n):
+        purpose, tool = rng.choice(list(W.TOOLS.items()))
+        wrong = rng.choice([t for t in W.TOOLS.values() if t != tool])
+        sols = [f"Get a {tool}.", f"Get a {wrong}."]
+        label = rng.randrange(2)
+        if label:
+            sols.reverse()
+        out.append({"goal": f"What should you get in order to {purpose}?",
+                    "sol1": sols[0], "sol2": sols[1], "label": label})
+    return out
+
+
+def winogrande(rng, people, n):
+    """Winogrande fields: sentence with '_', option1, option2, answer ('1'/'2')."""
+    out = []
+    while len(out) < n:
+        a, b = rng.sample(people, 2)
+        pa, pb = rng.sample(list(W.PROFESSIONS), 2)
+        ans = rng.randrange(2)
+        act = W.PROFESSIONS[(pa, pb)[ans]][0]
+        art = lambda w: "an" if w[0] in "aeiou" else "a"  # noqa: E731
+        sent = (f"{a.name} works as {art(pa)} {pa}, while {b.name} works as {art(pb)} {pb}; "
+                f"that is why _ {act} all week.")
+        out.append({"sentence": sent, "option1": a.name, "option2": b.name, "answer": str(ans + 1)})
+    return out
+
+
+def boolq(rng, people, n):
+    """BoolQ fields: passage, question (lowercase, no '?'), label (0 no / 1 yes)."""
+    qs = {"city": "does {n} have a home in {v}", "profession": "does {n} work as {a} {v}",
+          "colour": "is {v} the favourite colour of {n}", "pet": "does {n} keep a {v}"}
+    out = []
+    for i in range(n):
+        p, a = rng.choice(people), rng.choice(W.ATTRS)
+        passage = " ".join(C.fill(W.TRAIN_FACTS[x][0], p, x) for x in rng.sample(W.ATTRS, 4))
+        label = i % 2
+        v = p.get(a) if label else C.wrong_values(rng, a, p.get(a), 1)[0]
+        q = C.fill(qs[a], p, a, v)
+        out.append({"passage": passage, "question": q[0].lower() + q[1:], "label": label})
+    return out
+
+
+def lambada(rng, people, n):
+    """LAMBADA field: text, whose last word (a name from the story) is the target."""
+    out = []
+    while len(out) < n:
+        if (s := C.story(rng, people, held_out=True)) is not None:
+            out.append({"text": f"{s[0]} {s[1]}"})
+    return out
+
+
+def gsm8k(rng, people, n):
+    """GSM8K fields: question, answer (worked, ending '#### N')."""
+    out = []
+    while len(out) < n:
+        if (d := C.arithmetic(rng, people, held_out=True)) is not None:
+            out.append(d)
+    return out
+
+
+def ifeval(rng, people, n):
+    """IFEval fields: key, prompt, instruction_id_list, kwargs."""
+    out = []
+    while len(out) < n:
+        if (d := C.instruction(rng, people, held_out=True)) is not None:
+            out.append({"key": len(out), "prompt": d["prompt"],
+                        "instruction_id_list": d["instruction_id_list"], "kwargs": d["kwargs"]})
+    return out
+
+
+def wikitext(rng, people, n):
+    """Wikitext field: page (raw wikitext style, held-out articles)."""
+    return [{"page": "\n".join(C.gen_wiki(rng, people) for _ in range(3))} for _ in range(n)]
+
+
+# twin -> (item builder, {split: count})
+TWINS: dict[str, tuple[Callable, dict[str, int]]] = {
+    "wikitext": (wikitext, {"test": 8}),
+    "mmlu": (mmlu, {"test": N_ITEMS, "dev": 5}),
+    "arc_challenge": (arc, {"test": N_ITEMS}),
+    "hellaswag": (hellaswag, {"validation": N_ITEMS}),
+    "winogrande": (winogrande, {"validation": N_ITEMS}),
+    "piqa": (piqa, {"validation": N_ITEMS}),
+    "boolq": (boolq, {"validation": N_ITEMS}),
+    "lambada_openai": (lambada, {"test": 200}),
+    "truthfulqa_mc1": (truthfulqa, {"validation": N_ITEMS}),
+    "truthfulqa_mc2": (truthfulqa, {"validation": N_ITEMS}),
+    "gsm8k": (gsm8k, {"test": 100, "train": 5}),
+    "ifeval": (ifeval, {"train": 60}),
+    "leaderboard_musr": (musr, {"test": N_ITEMS}),
+}
+
+
+def build_twins(seed: int = W.SEED) -> dict[str, dict[str, list[dict]]]:
+    """All twin items, deterministic from ``seed``: {twin: {split: [item, ...]}}."""
+    people = W.make_people()
+    data = {}
+    for i, (name, (fn, splits)) in enumerate(TWINS.items()):
+        rng = random.Random(seed * 1000 + 100 + i)
+        data[name] = {s: fn(rng, people, k) for s, k in splits.items()}
+    return data
+
+
+def write_twins(out: Path = DATA_DIR) -> None:
+    """Write every twin's splits as ``<twin>.<split>.jsonl``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, splits in build_twins().items():
+        for split, items in splits.items():
+            with open(out / f"{name}.{split}.jsonl", "w") as f:
+                f.writelines(json.dumps(it) + "\n" for it in items)
+    log.info("wrote twin data to %s", out)

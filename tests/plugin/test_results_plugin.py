@@ -1,0 +1,174 @@
+"""The results plugin end to end (pytester): serial vs xdist, marks, merge, step summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import glu_prune
+from glu_prune.cli import main
+
+REPO = Path(glu_prune.__file__).resolve().parent.parent
+
+
+# A fake suite: fixed numbers, no model loading. Tests are written in reverse registry and
+# level order, so the table's order has to come from the plugin, not from the run order.
+FAKE_SUITE = '''
+import pytest
+
+LEVELS = [40, 10, 0]
+VALUES = {  # benchmark -> (metric, kind, value per level 0/10/40)
+    "truthfulqa_mc1": ("acc,none", "accuracy", (0.30, 0.30, 0.33)),
+    "mmlu": ("acc,none", "accuracy", (0.50, 0.45, 0.30)),
+    "wikitext": ("word_perplexity,none", "perplexity", (20.0, 25.0, 40.0)),
+}
+
+
+@pytest.mark.parametrize("pct", LEVELS, ids=lambda p: f"p{p}")
+@pytest.mark.parametrize("bench", list(VALUES))
+def test_quality(glu_record, bench, pct):
+    metric, kind, values = VALUES[bench]
+    value = values[[0, 10, 40].index(pct)]
+    verdict = "regression" if (bench, pct) == ("mmlu", 40) else "ok"
+    glu_record(variant=f"tiny-llama-maw-p{pct}", benchmark=bench, metric=metric,
+               kind=kind, value=value, stderr=0.01, baseline=value, verdict=verdict)
+    if verdict == "regression":
+        pytest.fail("mmlu regressed")
+
+
+@pytest.mark.parametrize("pct", LEVELS, ids=lambda p: f"p{p}")
+def test_eval_shape(request, pct):
+    # what the eval suite appends directly, under its own key
+    request.node.user_properties.append(("glu_eval", {
+        "model": "tiny-llama", "variant": f"tiny-llama-maw-p{pct}", "benchmark": "piqa",
+        "metric": "acc,none", "kind": "accuracy", "direction": "higher",
+        "measured": 0.6 - pct / 1000, "measured_stderr": 0.02, "outcome": "ok",
+        "baseline": 0.6, "group": "fragile"}))
+
+
+@pytest.mark.parametrize("pct", LEVELS, ids=lambda p: f"p{p}")
+def test_speed(glu_record, pct):
+    glu_record(variant=f"tiny-llama-maw-p{pct}", benchmark="ttft@128", metric="median_s",
+               value=0.02 * (1 - pct / 200), unit="s", verdict="ok", ideal=1 + pct / 100)
+    pytest.skip("records of skipped tests are kept")
+'''
+
+
+def make_suite(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('pytest_plugins = ["glu_prune.pytest_plugin"]')
+    pytester.makepyfile(test_fake=FAKE_SUITE)
+
+
+def load(pytester: pytest.Pytester, folder: str) -> tuple[list[dict], str]:
+    doc = json.loads((pytester.path / folder / "results.json").read_text())
+    return doc["records"], (pytester.path / folder / "results.md").read_text()
+
+
+def run_inline(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+def test_serial_and_xdist_write_identical_records_and_tables(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    make_suite(pytester)
+    # the subprocess must import this checkout's glu_prune even when it is not installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    serial = run_inline(pytester, "--glu-report", "serial")
+    serial.assert_outcomes(passed=11, failed=1, skipped=3)
+    xdist = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2",
+                                          "--glu-report", "xdist", timeout=180)
+    xdist.assert_outcomes(passed=11, failed=1, skipped=3)
+    records, md = load(pytester, "serial")
+    assert len(records) == 15
+    assert (records, md) == load(pytester, "xdist")
+    # registry order (wikitext, mmlu, piqa, truthfulqa_mc1), levels ascending
+    assert "| level   | wikitext        | mmlu                  | piqa         |" in md
+    assert [r["pct"] for r in records[:5]] == [0.0] * 5
+    doc = json.loads((pytester.path / "xdist" / "results.json").read_text())
+    assert doc["runs"][0]["workers"] == 2 and doc["runs"][0]["environment"]["python"]
+
+
+def test_regression_shows_its_mark_in_table_and_summary(pytester: pytest.Pytester):
+    make_suite(pytester)
+    result = run_inline(pytester)
+    _, md = load(pytester, "results")
+    assert "| p40     | 40.00 (+100.0%) | 0.300 (-20.0) **REG** |" in md
+    assert "| 0.330 (+3.0)     |" in md and "(+3.0) *IMP*" not in md
+    assert "- tiny-llama-maw-p40 mmlu acc,none: 0.3 vs baseline 0.3" in md
+    assert "| p40     | 16 ms (-20.0%) 1.25x/1.40x |" in md  # skipped test's record kept
+    result.stdout.fnmatch_lines(["*= glu-prune results =*",
+                                 "tiny-llama: 15 records, 1 regression(s)",
+                                 "  REG tiny-llama-maw-p40 mmlu acc,none*",
+                                 "written: *results.json, *results.md"])
+
+
+def test_merge_of_two_shards_equals_the_single_run(pytester: pytest.Pytester):
+    make_suite(pytester)
+    run_inline(pytester, "--glu-report", "all")
+    run_inline(pytester, "--glu-report", "a", "-k", "p0 or p10")
+    run_inline(pytester, "--glu-report", "b", "-k", "p0 or p40")  # level 0 in both shards
+    out = pytester.path / "merged"
+    assert main(["report", "merge", str(pytester.path / "a/results.json"),
+                 str(pytester.path / "b/results.json"), "-o", str(out)]) == 0
+    assert load(pytester, "merged") == load(pytester, "all")
+
+
+def test_step_summary_appended(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    make_suite(pytester)
+    summary = pytester.path / "step_summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run_inline(pytester)
+    _, md = load(pytester, "results")
+    assert summary.read_text() == "earlier step\n" + md + "\n"
+
+
+def test_nothing_written_without_records_and_bad_records_reported(pytester: pytest.Pytester,
+                                                                  monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makeconftest('pytest_plugins = ["glu_prune.pytest_plugin"]')
+    pytester.makepyfile(test_plain="def test_a():\n    pass\n", test_bad='''
+def test_bad(request):
+    request.node.user_properties.append(("glu_record", {"variant": "v", "benchmark": "b"}))
+''')
+    result = run_inline(pytester)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*record of test_bad.py::test_bad ignored: record needs*",
+                                 "no test recorded results: nothing written to *results"])
+    assert not (pytester.path / "results").exists()
+
+
+def test_fixture_fills_the_variant_and_validates(pytester: pytest.Pytester):
+    pytester.makeconftest('''
+import pytest
+
+pytest_plugins = ["glu_prune.pytest_plugin"]
+
+
+@pytest.fixture
+def variant(variant_id):  # parametrized like the suite, but builds nothing
+    return variant_id
+''')
+    pytester.makepyfile(test_v='''
+import pytest
+
+def test_fill(glu_record, variant, variant_id):
+    r = glu_record(benchmark="mmlu", metric="acc,none", kind="accuracy", value=0.5)
+    assert (r["model"], r["variant"], r["pct"]) == (variant_id.model, variant_id.slug,
+                                                    variant_id.pct)
+
+def test_reject(glu_record):
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        glu_record(variant="tiny-llama-maw-p0", benchmark="b", metric="m", value=1,
+                   verdict="great")
+''')
+    result = run_inline(pytester, "--glu-models", "tiny-llama", "--glu-levels", "0,40",
+                        "--glu-report", "out")
+    result.assert_outcomes(passed=3)
+    records, md = load(pytester, "out")
+    assert [r["variant"] for r in records] == ["tiny-llama-maw-p0", "tiny-llama-maw-p40"]
+    assert "| p40     | 0.500 (+0.0) |" in md

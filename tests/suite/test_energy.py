@@ -1,0 +1,72 @@
+"""Energy benchmarks: joules per token from NVML's total-energy counter (NVIDIA GPUs only).
+
+Each window repeats the workload until it lasts ``MIN_WINDOW_S`` (the counter ticks about
+every 100 ms), with the device synchronized at both ends. Idle power is measured once per
+run; rows give gross and idle-corrected J/token and average power. Without an NVML GPU
+every test skips, before any model is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from glu_prune.energy import decode_joules_per_token, joules_per_token, sharing_warning
+from glu_prune.perf import (Row, fixed_length_config, generate, ideal_decode_speedup,
+                            ideal_prefill_speedup, prefill, random_prompt)
+
+pytestmark = pytest.mark.energy
+
+
+def _measure(benchmark: Any, meter: Any, workload: Any) -> Any:
+    """One energy window, run through pytest-benchmark so --benchmark-only selects it."""
+    workload()  # warm-up outside the window (allocator, kernels' first launch)
+    return benchmark.pedantic(meter.measure, args=(workload,), rounds=1, warmup_rounds=0)
+
+
+def _finish(ctx: Any, row: Row, built: Any, meter: Any, idle: float, window: Any,
+            benchmark: Any, request: Any) -> None:
+    sharing = sharing_warning(meter, meter.other_processes())  # the GPU may be shared by now
+    row.extra.update({"idle_power_w": idle, "window_s": window.seconds, "calls": window.calls,
+                      "gpu_shared": sharing})
+    record = ctx.finish(row, built, benchmark, request.node)
+    message = ctx.failure(record)
+    if message:
+        pytest.fail(message, pytrace=False)
+
+
+def test_prefill_energy(energy_meter, perf_model, prompt_len, perf_context, benchmark, request):
+    """J per prompt token of a batch-1 prefill of ``prompt_len`` tokens."""
+    meter, idle = energy_meter
+    s, cfg = perf_context.settings, perf_model.config
+    ids = random_prompt(1, prompt_len, cfg.vocab_size, s.device)
+    benchmark.group = f"energy-prefill@{prompt_len} {perf_model.variant.model}"
+    window = _measure(benchmark, meter, lambda: prefill(perf_model.model, ids))
+    e = joules_per_token(window, prompt_len, idle)
+    n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
+    row = Row(f"energy-prefill@{prompt_len}", "prefill_j_per_token", e["j_per_token"], "J/tok",
+              ideal_speedup=ideal_prefill_speedup(cfg, n, k, prompt_len),
+              extra={"prefill_j_per_token_net": e["j_per_token_net"],
+                     "avg_power_w": e["avg_power_w"]})
+    _finish(perf_context, row, perf_model, meter, idle, window, benchmark, request)
+
+
+def test_decode_energy(energy_meter, perf_model, perf_context, benchmark, request):
+    """J per decoded token at batch 1: (generate − its prefill) / (new tokens − 1)."""
+    meter, idle = energy_meter
+    s, cfg, model = perf_context.settings, perf_model.config, perf_model.model
+    ids = random_prompt(1, s.decode_prompt_len, cfg.vocab_size, s.device)
+    gen_config = fixed_length_config(model, s.new_tokens)
+    benchmark.group = f"energy-decode {perf_model.variant.model}"
+    gen = _measure(benchmark, meter, lambda: generate(model, ids, gen_config))
+    pre = meter.measure(lambda: prefill(model, ids, use_cache=True))
+    e = decode_joules_per_token(gen, pre, s.new_tokens, idle)
+    n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
+    row = Row("energy-decode", "decode_j_per_token", e["j_per_token"], "J/tok",
+              ideal_speedup=ideal_decode_speedup(cfg, n, k),
+              extra={"decode_j_per_token_net": e["j_per_token_net"],
+                     "avg_power_w": e["avg_power_w"], "new_tokens": s.new_tokens,
+                     "prompt_len": s.decode_prompt_len})
+    _finish(perf_context, row, perf_model, meter, idle, window=gen, benchmark=benchmark,
+            request=request)
