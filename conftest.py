@@ -1,3 +1,3 @@
-"""Root conftest: loads the glu-prune pytest plugin for this repository's suite."""
+"""Root conftest: loads the glu-prune pytest plugin (and pytester, for tests/plugin)."""
 
-pytest_plugins = ["glu_prune.pytest_plugin"]
+pytest_plugins = ["pytester", "glu_prune.pytest_plugin"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m glu_prune prune|table|report merge ...``.
+"""Command line: ``python -m glu_prune prune|table|report merge|report check ...``.
 
 The CLI is the one place that writes to stdout; library modules only log.
 """
@@ -67,6 +67,23 @@ def cmd_report_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_check(args: argparse.Namespace) -> int:
+    """Regressions first, then the tables; exit 1 when any regression was flagged."""
+    from glu_prune.report import markdown, regressions
+    from glu_prune.report_io import header_line, load_document
+
+    records, runs = load_document(args.results)
+    regs = regressions(records)
+    head = [f"**{len(regs)} regression(s) flagged**", ""] + [f"- {line}" for line in regs] \
+        if regs else ["**No regressions.**"]
+    text = "\n".join(head) + "\n\n" + markdown(records, header_line(runs))
+    if args.summary:
+        with open(args.summary, "a", encoding="utf-8") as f:  # GitHub appends step summaries
+            f.write(text)
+    sys.stdout.write("\n".join(head) + "\n")
+    return 1 if regs else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m glu_prune", description=__doc__)
@@ -105,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--out", required=True, help="output folder for results.json/.md")
     m.add_argument("--plots", action="store_true", help="also write PNG charts (matplotlib)")
     m.set_defaults(func=cmd_report_merge)
+    c = rsub.add_parser("check", help="list regressions first; exit 1 when there are any")
+    c.add_argument("results", metavar="RESULTS_JSON", help="a results.json")
+    c.add_argument("--summary", default=None,
+                   help="append regressions + tables to this markdown file, e.g. "
+                        "$GITHUB_STEP_SUMMARY (default: none)")
+    c.set_defaults(func=cmd_report_check)
     return parser
 
 

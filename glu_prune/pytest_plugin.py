@@ -64,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
             pin_worker(workerinput["workerid"], int(workerinput["workercount"]))
         except ValueError as exc:
             raise pytest.UsageError(f"glu-prune: {exc}") from None
+    # registered here so --strict-markers runs also work with -p no:xdist
+    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker (per variant)")
     config.stash[BUILDS_KEY] = {}
     config.pluginmanager.register(BuildCounter(config.stash[BUILDS_KEY]), "glu-prune-builds")
     config.stash[CACHE_KEY] = VariantCache(device=config.getoption("--glu-device"),

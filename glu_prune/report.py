@@ -89,12 +89,29 @@ def _columns(records: Sequence[Record]) -> list[tuple[str, str]]:
     return sorted(cols, key=lambda c: (benchmark_key(model, c[0]), metric_key(model, *c)))
 
 
+def metric_label(metric: str) -> str:
+    """``acc_norm,none`` -> ``acc_norm``; ``exact_match,strict-match`` -> ``strict-match``."""
+    name, _, filt = metric.partition(",")
+    return name if filt in ("", "none") else filt
+
+
 def _headers(cols: list[tuple[str, str]]) -> list[str]:
     """The benchmark name; ``benchmark metric`` when a benchmark has several columns."""
     count = defaultdict(int)
     for bench, _ in cols:
         count[bench] += 1
-    return [b if count[b] == 1 else f"{b} {m.split(',')[0]}" for b, m in cols]
+    return [b if count[b] == 1 else f"{b} {metric_label(m)}" for b, m in cols]
+
+
+def _split_primary(cols: list[tuple[str, str]]) -> tuple[list, list]:
+    """(first metric of each benchmark, the other metrics): one column per benchmark keeps
+    the main table readable; the rest get their own table."""
+    primary, seen = [], set()
+    for bench, metric in cols:
+        if bench not in seen:
+            seen.add(bench)
+            primary.append((bench, metric))
+    return primary, [c for c in cols if c not in primary]
 
 
 def _several_methods(records: Sequence[Record]) -> bool:
@@ -152,15 +169,24 @@ def _cell(r: Record | None, ref: Record | None) -> str:
     return text + MARKS.get(r.verdict or "", "")
 
 
-def capability_table(records: Sequence[Record]) -> Table:
-    """One row per level, one column per benchmark (metric); value, change and mark."""
+def capability_table(records: Sequence[Record], primary: bool = True) -> Table:
+    """One row per level, one column per benchmark (its first metric in registry order;
+    ``primary=False``: the other metrics); cell = value, change and mark."""
     recs = [r for r in records if r.kind in CAPABILITY_KINDS]
-    if not recs:
+    cols = _split_primary(_columns(recs))[0 if primary else 1] if recs else []
+    if not cols:
         return [], []
-    cols, refs, several = _columns(recs), _reference(recs), _several_methods(recs)
+    refs, several = _reference(recs), _several_methods(recs)
     rows = [[_label(key, several)] + [_cell(cells.get(c), refs.get(c)) for c in cols]
             for key, cells in _by_variant(recs).items()]
-    return ["level"] + _headers(cols), rows
+    if primary:
+        return ["level"] + [bench for bench, _ in cols], rows
+    return ["level"] + [f"{b} {metric_label(m)}" for b, m in cols], rows
+
+
+def other_metrics_table(records: Sequence[Record]) -> Table:
+    """The benchmarks' further metrics (arc_challenge acc, gsm8k flexible-extract, ...)."""
+    return capability_table(records, primary=False)
 
 
 def benchmark_changes(records: Sequence[Record]) -> dict[VariantKey, dict[str, float]]:
@@ -273,6 +299,7 @@ def render(table: Table, fmt: str = "github") -> str:
 
 SECTIONS: tuple[tuple[str, Callable[[Sequence[Record]], Table]], ...] = (
     ("Capabilities", capability_table),
+    ("Capabilities: further metrics", other_metrics_table),
     ("Groups: mean relative change vs level 0", group_table),
     ("Performance", performance_table),
     ("Methods: mean relative change, fragile / robust", method_table),

@@ -82,6 +82,19 @@ def test_capability_cells_changes_and_marks():
     assert rows[2] == ["p40", "40.00 (+100.0%)", "0.300 (-20.0) **REG**", "0.330 (+3.0) *IMP*"]
 
 
+def test_further_metrics_get_their_own_table():
+    def acc(bench: str, metric: str, value: float) -> Record:
+        return Record.from_dict({"variant": "tiny-llama-maw-p0", "benchmark": bench,
+                                 "metric": metric, "value": value, "kind": "accuracy"})
+    records = [acc("gsm8k", "exact_match,flexible-extract", 0.2),
+               acc("gsm8k", "exact_match,strict-match", 0.1),
+               acc("arc_challenge", "acc,none", 0.3), acc("arc_challenge", "acc_norm,none", 0.4)]
+    assert capability_table(records) == (["level", "arc_challenge", "gsm8k"],
+                                         [["p0", "0.400", "0.100"]])  # declared first metrics
+    text = markdown(records)
+    assert "| level   | arc_challenge acc   | gsm8k flexible-extract   |" in text
+
+
 def test_without_level_zero_changes_are_vs_baseline():
     records = [rec(40, "mmlu", 0.30, baseline=0.35)]
     assert capability_table(records)[1] == [["p40", "0.300 (~-5.0)"]]
@@ -183,3 +196,23 @@ def test_plots_written(tmp_path):
                                              "tiny-llama-groups.png",
                                              "tiny-llama-performance.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_report_check_lists_regressions_first_and_fails(tmp_path, capsys):
+    run = {"environment": {}}
+    write_results(study(), tmp_path / "r", [run])
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    assert main(["report", "check", str(tmp_path / "r/results.json"),
+                 "--summary", str(summary)]) == 1
+    text = summary.read_text().splitlines()
+    assert text[:4] == ["earlier step", "**1 regression(s) flagged**", "",
+                        "- tiny-llama-maw-p40 mmlu acc,none: 0.3 vs baseline 0.3"]
+    assert "## tiny-llama" in summary.read_text()  # then the tables
+    assert "1 regression(s) flagged" in capsys.readouterr().out
+
+
+def test_report_check_passes_without_regressions(tmp_path):
+    write_results([r for r in study() if r.verdict != "regression"], tmp_path / "r",
+                  [{"environment": {}}])
+    assert main(["report", "check", str(tmp_path / "r/results.json")]) == 0
