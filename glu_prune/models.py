@@ -147,6 +147,14 @@ def _weight_source(spec: ModelSpec, model_dir: str | os.PathLike | None) -> str:
     return str(spec.hf_id)
 
 
+def has_local_weights(name: str, model_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the model's weights are on disk (never asks the hub: a failed call costs ~50 s)."""
+    spec = get_model_spec(name)
+    roots = [r for r in (model_dir, os.environ.get(MODELS_DIR_ENV)) if r]
+    dirs = [Path(r) / spec.name for r in roots] + ([spec.local_dir] if spec.local_dir else [])
+    return any((d / "config.json").is_file() for d in dirs)
+
+
 def _random_model(spec: ModelSpec, dtype, num_layers: int | None, seed: int):
     import torch
     from transformers import AutoModelForCausalLM

@@ -8,10 +8,7 @@ every record says which.
 
 from __future__ import annotations
 
-import copy
-import gc
 import logging
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -20,11 +17,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from glu_prune.models import MODELS_DIR_ENV, get_model_spec, load_model, make_config
+from glu_prune.models import get_model_spec, make_config
 from glu_prune.perf_baselines import PerfBaselines
-from glu_prune.prune import (PruneReport, decode_weight_bytes, kept_count, prefill_flops,
-                             prune_glu_mlp)
-from glu_prune.variants import variant_slug
+from glu_prune.prune import (PruneReport, decode_weight_bytes, kept_count, prefill_flops)
+from glu_prune.variants import VariantCache, VariantId, variant_slug
 
 LOG = logging.getLogger(__name__)
 
@@ -216,51 +212,19 @@ class PerfModel:
         return self.model.config
 
 
-def has_local_weights(model: str, model_dir: str | None = None) -> bool:
-    """Whether weights are on disk (never asks the hub: a failed hub call costs ~50 s)."""
-    spec = get_model_spec(model)
-    roots = [r for r in (model_dir, os.environ.get(MODELS_DIR_ENV)) if r]
-    dirs = [Path(r) / spec.name for r in roots] + ([spec.local_dir] if spec.local_dir else [])
-    return any((d / "config.json").is_file() for d in dirs)
-
-
-@dataclass
 class PerfModels:
-    """Builds perf variants; keeps one base model and one variant resident."""
+    """Perf variants, built by the suite's ``VariantCache`` with local weights when they are
+    on disk and random weights of the exact shape otherwise (the hub is never asked)."""
 
-    device: str
-    dtype: torch.dtype
-    model_dir: str | None = None
-    _base: tuple[tuple[str, int], Any, str] | None = None
-    _current: PerfModel | None = None
-
-    def _load_base(self, v: PerfVariant) -> tuple[Any, str]:
-        key = (v.model, v.layers)
-        if self._base is not None and self._base[0] == key:
-            return self._base[1], self._base[2]
-        self._base = self._current = None
-        gc.collect()
-        weights = "pretrained" if has_local_weights(v.model, self.model_dir) else "random"
-        model, _ = load_model(v.model, weights="auto" if weights == "pretrained" else "random",
-                              dtype=self.dtype, num_layers=v.layers, device=self.device,
-                              model_dir=self.model_dir)
-        LOG.info("perf base %s (%d layers, %s weights, %s)", v.model, v.layers, weights,
-                 self.dtype)
-        self._base = (key, model, weights)
-        return model, weights
+    def __init__(self, device: str, dtype: torch.dtype, model_dir: str | None = None):
+        self.cache = VariantCache(device=device, dtype=dtype, weights="local",
+                                  model_dir=model_dir)
 
     def get(self, v: PerfVariant) -> PerfModel:
         """The built variant ``v`` (reused when it is the current one)."""
-        if self._current is not None and self._current.variant == v:
-            return self._current
-        self._current = None
-        gc.collect()
-        base, weights = self._load_base(v)
-        # The unpruned variant is the base itself (a copy would double resident memory).
-        model = base if v.is_reference else copy.deepcopy(base)
-        report = prune_glu_mlp(model, pct=v.pct, method=v.method, round_to=v.round_to)
-        self._current = PerfModel(v, model, report, weights)
-        return self._current
+        built = self.cache.get(VariantId(v.model, v.method, v.pct, v.round_to),
+                               num_layers=v.layers)
+        return PerfModel(v, built.model, built.report, built.weights)
 
 
 # ---------------------------------------------------------------- timed calls

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from glu_prune.models import MODELS, ModelSpec, WeightsUnavailable, get_model_spec, load_model
+from glu_prune.models import (MODELS, ModelSpec, WeightsUnavailable, get_model_spec,
+                              has_local_weights, load_model)
 from glu_prune.prune import PruneReport, prune_glu_mlp
 
 LOG = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class BuiltVariant:
         return self.id.slug
 
     @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
     def method(self) -> str:
         return self.id.method
 
@@ -105,47 +110,62 @@ class BuiltVariant:
 
 @dataclass
 class VariantCache:
-    """Builds variants; keeps at most one base model and one variant resident."""
+    """Builds variants; keeps at most one base model and one variant resident.
+
+    ``weights``: ``"auto"`` (local dir / hub), ``"random"``, or ``"local"`` (pretrained when
+    on disk, else random weights of the same shape: for speed, which weights do not change).
+    """
 
     device: str | None = None
     dtype: Any = None
     weights: str = "auto"
     model_dir: str | None = None
     builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
-    _base: tuple[str, Any, Any] | None = None
-    _current: BuiltVariant | None = None
+    _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
+    _current: tuple[tuple[VariantId, int | None], BuiltVariant] | None = None
     _unavailable: dict[str, WeightsUnavailable] = field(default_factory=dict)
 
-    def _load_base(self, name: str) -> tuple[Any, Any]:
-        if self._base is not None and self._base[0] == name:
-            return self._base[1], self._base[2]
+    def _weights_for(self, name: str) -> str:
+        if self.weights != "local":
+            return self.weights
+        return "auto" if has_local_weights(name, self.model_dir) else "random"
+
+    def _load_base(self, name: str, num_layers: int | None) -> tuple[Any, Any, str]:
+        key = (name, num_layers)
+        if self._base is not None and self._base[0] == key:
+            return self._base[1:]
         if name in self._unavailable:  # never retry the hub for the same model
             raise self._unavailable[name]
-        self._base = None
+        self._base = self._current = None
         gc.collect()
+        weights = self._weights_for(name)
         try:
-            model, tok = load_model(name, weights=self.weights, dtype=self.dtype,
-                                    device=self.device, model_dir=self.model_dir)
+            model, tok = load_model(name, weights=weights, dtype=self.dtype, device=self.device,
+                                    num_layers=num_layers, model_dir=self.model_dir)
         except WeightsUnavailable as exc:
             self._unavailable[name] = exc
             raise
-        self._base = (name, model, tok)
-        return model, tok
+        self._base = (key, model, tok, "random" if weights == "random" else "pretrained")
+        return self._base[1:]
 
-    def get(self, vid: VariantId) -> BuiltVariant:
+    def get(self, vid: VariantId, num_layers: int | None = None) -> BuiltVariant:
         """The built variant ``vid`` (reused when it is the current one)."""
-        if self._current is not None and self._current.id == vid:
-            return self._current
+        key = (vid, num_layers)
+        if self._current is not None and self._current[0] == key:
+            return self._current[1]
         self._current = None
         gc.collect()
-        base, tok = self._load_base(vid.model)
-        model = copy.deepcopy(base)  # the base stays intact for the next level
+        base, tok, weights = self._load_base(vid.model, num_layers)
+        # Level 0 is the base itself (pruning at 0 % changes nothing); others prune a copy
+        # so the base stays intact for the next level.
+        model = base if vid.pct == 0 else copy.deepcopy(base)
         report = prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to)
         self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
-        LOG.info("built %s (intermediate %d)", vid.slug, report.intermediate_size_after)
-        self._current = BuiltVariant(vid, get_model_spec(vid.model), model, tok, report,
-                                     "random" if self.weights == "random" else "pretrained")
-        return self._current
+        LOG.info("built %s (intermediate %d, %s weights)", vid.slug,
+                 report.intermediate_size_after, weights)
+        built = BuiltVariant(vid, get_model_spec(vid.model), model, tok, report, weights)
+        self._current = (key, built)
+        return built
 
     def clear(self) -> None:
         """Drop every resident model."""
