@@ -29,6 +29,7 @@ class _Results:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from pathlib import Path
 
+        from glu_prune.pytest_plugin import BUILDS_KEY
         from glu_prune.report import finish_run
         from glu_prune.report_io import environment
 
@@ -36,7 +37,9 @@ class _Results:
         run = {"args": list(self.config.invocation_params.args), "exitstatus": int(exitstatus),
                "workers": getattr(opt, "numprocesses", None),
                "options": {k: v for k, v in sorted(vars(opt).items()) if k.startswith("glu_")},
-               "environment": environment(self.config.rootpath)}
+               "environment": environment(self.config.rootpath),
+               # variant builds over all workers: each should be built once per run
+               "builds": dict(sorted(self.config.stash.get(BUILDS_KEY, {}).items()))}
         out = Path(self.config.invocation_params.dir, self.config.getoption("--glu-report"))
         self.lines = finish_run(self.raw, out, run, plots=self.config.getoption("--glu-plots"))
 

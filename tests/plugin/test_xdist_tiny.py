@@ -1,0 +1,47 @@
+"""The tiny-model suite under ``-n 2 --dist loadgroup`` gives the serial run's results,
+and every variant is built exactly once (counted over all workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+SELECT = ["tests/suite/test_accuracy.py", "tests/suite/test_perplexity.py",
+          "--glu-models=tiny-llama", "--glu-levels=0,40", "-p", "no:cacheprovider", "-q"]
+
+
+def _run(tmp: Path, name: str, *extra: str) -> dict:
+    out = tmp / name
+    cmd = [sys.executable, "-m", "pytest", *SELECT, f"--glu-report={out}",
+           f"--glu-cache-dir={tmp / ('cache-' + name)}", *extra]  # own cache: evaluate afresh
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def _comparable(doc: dict) -> list[dict]:
+    # "extra" holds run-local facts (cache hits, timings); everything judged must match
+    return [{k: v for k, v in r.items() if k not in ("extra", "test")} for r in doc["records"]]
+
+
+def _tables(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.startswith("_Measured")]
+
+
+@pytest.mark.slow
+def test_tiny_suite_xdist_equals_serial_and_builds_once(tmp_path):
+    serial = _run(tmp_path, "serial")
+    parallel = _run(tmp_path, "xdist", "-n", "2", "--dist", "loadgroup")
+    assert len(serial["records"]) >= 2 * 13  # both levels, every twin benchmark
+    assert _comparable(parallel) == _comparable(serial)
+    assert _tables(tmp_path / "xdist/results.md") == _tables(tmp_path / "serial/results.md")
+    for doc in (serial, parallel):
+        builds = doc["runs"][0]["builds"]
+        assert builds == {"tiny-llama-maw-p0": 1, "tiny-llama-maw-p40": 1}, builds
