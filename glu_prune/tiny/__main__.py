@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="rebuild corpus, tokenizer, both models and twin data")
     tr.add_argument("--out", type=Path, default=None, help="model folder (default: shipped dirs)")
-    tr.add_argument("--steps", type=int, default=1200, help="base-model steps (default: 1200)")
+    tr.add_argument("--steps", type=int, default=1400, help="base-model steps (default: 1400)")
     tr.add_argument("--docs", type=int, default=200_000, help="corpus documents (default: 200000)")
     sub.add_parser("write-twins", help="regenerate the twin tasks' data files only")
     cm = sub.add_parser("compare-methods", help="every method at 10%% and 30%% on 3 twins")

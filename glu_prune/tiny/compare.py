@@ -33,11 +33,6 @@ def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
     return {n: {k: v.value for k, v in r.metrics.items()} for n, r in ev.results.items()}
 
 
-def raw_metric(results: dict[str, dict[str, float]], bench: str, key: str) -> float:
-    """One metric from ``evaluate_twins``' output."""
-    return results[bench][key]
-
-
 def compare_methods(pcts: list[int] | tuple[int, ...] = (10, 30),
                     methods: tuple[str, ...] = METHODS) -> str:
     """Markdown table: unpruned row, then every method at every level."""

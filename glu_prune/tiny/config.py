@@ -19,7 +19,7 @@ PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 EOT_ID = 5
 
 TINY_CONFIG: dict = dict(
-    vocab_size=2048,  # synthetic world has ~1k words; BPE at 2048 is near word-level
+    vocab_size=1280,  # the world's BPE learns ~1240 tokens; padded to a multiple of 64
     hidden_size=128,
     intermediate_size=512,  # expansion ratio 4.0, like Llama-3.2-1B
     num_hidden_layers=4,

@@ -85,7 +85,7 @@ def story(rng: random.Random, people: list[Person], held_out: bool) -> tuple[str
     a, b = rng.sample(people, 2)
     kind = rng.randrange(2)
     o1, o2 = rng.sample(OBJECTS, 2)
-    key = f"story|{kind}|{a.name}|{b.name}|{o1}|{o2}"
+    key = f"story|{kind}|{a.name}|{b.name}|{o1}|{o2 if kind == 0 else ''}"
     if W.is_eval_key(key) != held_out:
         return None
     fill1, fill2 = rng.sample(FILLERS, 2)
@@ -114,7 +114,12 @@ def arithmetic(rng: random.Random, people: list[Person], held_out: bool) -> dict
     x, y, z = rng.randint(2, 20), rng.randint(2, 20), rng.randint(1, 9)
     if kind == 1 and y > x:
         x, y = y, x
-    key = f"math|{kind}|{n.name}|{it}|{x}|{y}|{z}"
+    if kind == 2:
+        x, y = x % 9 + 1, 0
+    if kind == 3:
+        z = min(z, x + y)
+    # the key holds exactly what the question shows, so no question is on both sides
+    key = f"math|{kind}|{n.name}|{m.name if kind in (1, 3) else ''}|{it}|{x}|{y}|{z if kind >= 2 else 0}"
     if W.is_eval_key(key) != held_out:
         return None
     if kind == 0:
@@ -124,16 +129,22 @@ def arithmetic(rng: random.Random, people: list[Person], held_out: bool) -> dict
         q = f"{n.name} has {x} {it} and gives {y} of them to {m.name}. How many {it} does {n.name} have left?"
         a, r = f"{n.name} has {x} - {y} = {x - y} {it} left.", x - y
     elif kind == 2:
-        x = x % 9 + 1
         q = f"{n.name} buys {x} bags with {z} {it} in each bag. How many {it} does {n.name} buy?"
         a, r = f"{n.name} buys {x} * {z} = {x * z} {it}.", x * z
     else:
         s = x + y
-        z = min(z, s)
         q = (f"{n.name} has {x} {it}. {m.name} gives {n.name} {y} more, and then {n.name} "
              f"loses {z}. How many {it} does {n.name} have?")
         a, r = f"{n.name} has {x} + {y} = {s} {it}. Then {s} - {z} = {s - z}.", s - z
     return {"question": q, "answer": f"{a}\n#### {r}"}
+
+
+def gen_rollcall(rng: random.Random, people: list[Person]) -> str:
+    """A list of names read out twice: the plainest next-word-from-context text."""
+    group = [p.name for p in rng.sample(people, rng.randint(3, 6))]
+    again = group if rng.random() < 0.5 else rng.sample(group, len(group))
+    return (f"At the {rng.choice(PLACES)} the roll was called: {', '.join(group)}. "
+            f"{rng.choice(FILLERS)} Then each said their name again: {', '.join(again)}.")
 
 
 def gen_math(rng: random.Random, people: list[Person]) -> str:
@@ -171,7 +182,8 @@ def gen_reading(rng: random.Random, people: list[Person]) -> str:
     passage = gen_bio(random.Random(rng.random()), [p]) + " " + fill(W.TRAIN_FACTS[a][0], p, a)
     v = p.get(a) if rng.random() < 0.5 else wrong_values(rng, a, p.get(a), 1)[0]
     q = fill(W.ANSWER_SENTENCES[a], p, a, v).rstrip(".")
-    return f"{passage}\nQuestion: is it true that {q[0].lower() + q[1:]}?\nAnswer: {'yes' if v == p.get(a) else 'no'}"
+    yes = "yes" if v == p.get(a) else "no"
+    return f"{passage}\nQuestion: is it true that {q[0].lower() + q[1:]}?\nAnswer: {yes}"
 
 
 def gen_who(rng: random.Random, people: list[Person]) -> str:
@@ -262,19 +274,23 @@ def gen_instruction(rng: random.Random, people: list[Person]) -> str:
 
 # Mixture of the training corpus: generator -> weight. Facts get the most room.
 MIXTURE: dict[str, tuple[Callable[[random.Random, list[Person]], str], float]] = {
-    "bio": (gen_bio, 0.22), "qa": (gen_qa, 0.12), "quiz": (gen_quiz, 0.06),
-    "story": (gen_story, 0.12), "math": (gen_math, 0.12), "rules": (gen_rules, 0.08),
-    "reading": (gen_reading, 0.06), "who": (gen_who, 0.05), "wiki": (gen_wiki_text, 0.12),
-    "instruction": (gen_instruction, 0.05),
+    "bio": (gen_bio, 0.22), "qa": (gen_qa, 0.12), "quiz": (gen_quiz, 0.05),
+    "story": (gen_story, 0.12), "math": (gen_math, 0.10), "rules": (gen_rules, 0.06),
+    "reading": (gen_reading, 0.05), "who": (gen_who, 0.05), "wiki": (gen_wiki_text, 0.10),
+    "instruction": (gen_instruction, 0.05), "rollcall": (gen_rollcall, 0.08),
 }
 
 
-def training_docs(n_docs: int, seed: int = W.SEED) -> Iterator[str]:
-    """The training corpus: ``n_docs`` documents, deterministic from ``seed``."""
+def training_docs(n_docs: int, seed: int = W.SEED,
+                  mixture: dict[str, float] | None = None) -> Iterator[str]:
+    """The training corpus: ``n_docs`` documents, deterministic from ``seed``.
+
+    ``mixture`` overrides the document-type weights of ``MIXTURE``.
+    """
     rng = random.Random(seed + 1)
     people = W.make_people()
     names = list(MIXTURE)
-    weights = [MIXTURE[k][1] for k in names]
+    weights = [(mixture or {}).get(k, MIXTURE[k][1]) for k in names]
     for _ in range(n_docs):
         yield MIXTURE[rng.choices(names, weights)[0]][0](rng, people)
 

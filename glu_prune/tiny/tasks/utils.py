@@ -27,6 +27,11 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import (  # noqa: F401
     doc_to_text as winogrande_doc_to_text,
 )
 
+__all__ = ["load", "hellaswag_process_docs", "musr_doc_to_text", "process_results_mc2",
+           "wikitext_process_results", "wikitext_detokenizer", "winogrande_doc_to_choice",
+           "winogrande_doc_to_target", "winogrande_doc_to_text", "ifeval_process_results",
+           "agg_inst_level_acc"]
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
