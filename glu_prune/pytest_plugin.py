@@ -6,6 +6,7 @@ Thin by design: it reads options and hands off to ``glu_prune.variants`` (buildi
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import pytest
@@ -80,14 +81,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     variants = metafunc.config.stash[VARIANTS_KEY]
     extra = [name for name in PER_VARIANT_PARAMS if name in metafunc.fixturenames]
+    group = pytest.mark.xdist_group  # one xdist group per variant, set at collection
     if not extra:
-        metafunc.parametrize("variant_id", variants, ids=[v.slug for v in variants])
+        metafunc.parametrize("variant_id", [pytest.param(v, id=v.slug, marks=group(v.slug))
+                                            for v in variants])
         return
     (name,) = extra  # one extra axis per test keeps ids readable
-    pairs = [(v, value, f"{v.slug}-{suffix}") for v in variants
-             for value, suffix in PER_VARIANT_PARAMS[name](metafunc, v)]
-    metafunc.parametrize(("variant_id", name), [(v, x) for v, x, _ in pairs],
-                         ids=[i for _, _, i in pairs])
+    metafunc.parametrize(("variant_id", name), [
+        pytest.param(v, value, id=f"{v.slug}-{suffix}", marks=group(v.slug))
+        for v in variants for value, suffix in PER_VARIANT_PARAMS[name](metafunc, v)])
 
 
 @pytest.fixture
@@ -102,22 +104,27 @@ def variant(variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVaria
             pytest.fail(str(exc), pytrace=False)
         pytest.skip(str(exc))
     if cache.builds[variant_id.slug] > before:  # travels to the xdist controller
-        request.node.user_properties.append(("glu_build", variant_id.slug))
+        event = f"{os.getpid()}:{cache.builds[variant_id.slug]}"  # one id per real build
+        request.node.user_properties.append(("glu_build", (variant_id.slug, event)))
     return built
 
 
 class BuildCounter:
-    """Counts variant builds over all workers (each variant should be built once per run)."""
+    """Counts variant builds over all workers (each variant should be built once per run).
+
+    Each build carries its own id (process, n-th build of that slug), so a report seen
+    twice by the controller is not counted twice, while a real rebuild is.
+    """
 
     def __init__(self, builds: dict[str, int]):
         self.builds = builds
+        self._seen: set[tuple[str, str]] = set()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "setup":  # setup's properties reappear in the call report
-            return
-        for name, slug in report.user_properties:
-            if name == "glu_build":
-                self.builds[slug] = self.builds.get(slug, 0) + 1
+        for name, value in report.user_properties:
+            if name == "glu_build" and tuple(value) not in self._seen:
+                self._seen.add(tuple(value))
+                self.builds[value[0]] = self.builds.get(value[0], 0) + 1
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +135,7 @@ def variant_cache(pytestconfig: pytest.Config) -> VariantCache:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run each variant's tests together and put them in one xdist group."""
+    """Run each variant's tests together (their xdist group is set in generate_tests)."""
     models = all_model_names()
 
     def key(pair: tuple[int, pytest.Item]) -> tuple:
@@ -136,10 +143,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         vid = _variant_of(item)
         return (1, order_key(vid, models), index) if vid else (0, (), index)
 
-    for item in items:
-        vid = _variant_of(item)
-        if vid is not None:
-            item.add_marker(pytest.mark.xdist_group(vid.slug))
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
 
 
