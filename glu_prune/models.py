@@ -148,11 +148,8 @@ def _weight_source(spec: ModelSpec, model_dir: str | os.PathLike | None) -> str:
 
 
 def has_local_weights(name: str, model_dir: str | os.PathLike | None = None) -> bool:
-    """Whether the model's weights are on disk (never asks the hub: a failed call costs ~50 s)."""
-    spec = get_model_spec(name)
-    roots = [r for r in (model_dir, os.environ.get(MODELS_DIR_ENV)) if r]
-    dirs = [Path(r) / spec.name for r in roots] + ([spec.local_dir] if spec.local_dir else [])
-    return any((d / "config.json").is_file() for d in dirs)
+    """Whether ``load_model(weights="auto")`` would load from disk (never asks the hub)."""
+    return (Path(_weight_source(get_model_spec(name), model_dir)) / "config.json").is_file()
 
 
 def _random_model(spec: ModelSpec, dtype, num_layers: int | None, seed: int):

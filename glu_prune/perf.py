@@ -20,7 +20,7 @@ import torch
 from glu_prune.models import get_model_spec, make_config
 from glu_prune.perf_baselines import PerfBaselines
 from glu_prune.prune import (PruneReport, decode_weight_bytes, kept_count, prefill_flops)
-from glu_prune.variants import VariantCache, VariantId, variant_slug
+from glu_prune.variants import VariantCache, VariantId
 
 LOG = logging.getLogger(__name__)
 
@@ -61,8 +61,13 @@ class PerfVariant:
     full_layers: int = 0
 
     @property
+    def id(self) -> VariantId:
+        """The suite's variant identity (the depth is a perf-only detail)."""
+        return VariantId(self.model, self.method, self.pct, self.round_to)
+
+    @property
     def slug(self) -> str:
-        return variant_slug(self.model, self.method, self.pct, self.round_to)
+        return self.id.slug
 
     @property
     def key(self) -> str:
@@ -222,8 +227,7 @@ class PerfModels:
 
     def get(self, v: PerfVariant) -> PerfModel:
         """The built variant ``v`` (reused when it is the current one)."""
-        built = self.cache.get(VariantId(v.model, v.method, v.pct, v.round_to),
-                               num_layers=v.layers)
+        built = self.cache.get(v.id, num_layers=v.layers)
         return PerfModel(v, built.model, built.report, built.weights)
 
 
