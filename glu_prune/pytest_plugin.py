@@ -74,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
             parse_list(config.getoption("--glu-round-to"), int) or [1])
     except (KeyError, ValueError) as exc:
         raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
+    if workerinput is None and getattr(config.option, "dist", None) == "loadgroup":
+        slugs = [v.slug for v in config.stash[VARIANTS_KEY]]
+        config.pluginmanager.register(LoadgroupGuard(slugs), "glu-prune-loadgroup-guard")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -144,6 +147,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (1, order_key(vid, models), index) if vid else (0, (), index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
+
+
+class LoadgroupGuard:
+    """Controller-side check that ``--dist loadgroup`` really groups the suite by variant.
+
+    xdist's workers tell the controller an item's group by appending ``@<group>`` to its
+    node id; when a pytest/xdist pair breaks that (pytest-xdist issue 1386), a variant's
+    tests spread over all workers and every worker builds every variant. Refuse such a
+    run before any test starts instead of silently spending N times the GPU time.
+    """
+
+    def __init__(self, slugs: list[str]) -> None:
+        self.slugs = slugs
+
+    def ungrouped(self, nodeid: str) -> bool:
+        """Whether ``nodeid`` is a variant's test that carries no xdist group suffix."""
+        head, bracket, tail = nodeid.rpartition("]")
+        if not bracket or "@" in tail:  # not parametrized, or grouped
+            return False
+        params = head.rpartition("[")[2]
+        return any(params == s or params.startswith(s + "-") for s in self.slugs)
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: only called when xdist runs
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        bad = next((nodeid for nodeid in ids if self.ungrouped(nodeid)), None)
+        if bad is not None:
+            import xdist
+
+            raise pytest.UsageError(
+                f"glu-prune: --dist loadgroup is not grouping tests by variant here (pytest "
+                f"{pytest.__version__}, pytest-xdist {xdist.__version__}; pytest-xdist "
+                f"issue 1386): {bad} came back without its '@<variant>' group suffix, so "
+                f"every worker would build every variant. Install the versions glu-prune "
+                f"pins (pytest<9.2) or run without -n.")
 
 
 def _variant_of(item: pytest.Item) -> VariantId | None:

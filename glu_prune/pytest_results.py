@@ -11,6 +11,13 @@ from typing import Any
 import pytest
 
 
+def plain_nodeid(nodeid: str) -> str:
+    """The node id without the ``@<group>`` suffix xdist adds under loadgroup (xdist's own
+    rule: an '@' after the last ']'), so serial and parallel runs name a test alike."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 class _Results:
     """Controller-side collector (registered as a plugin object; thin, see glu_prune.report)."""
 
@@ -24,7 +31,7 @@ class _Results:
 
         found = [value for name, value in report.user_properties if name in RECORD_KEYS]
         if found:  # properties accumulate over setup/call/teardown: the latest has them all
-            self.raw[report.nodeid] = found
+            self.raw[plain_nodeid(report.nodeid)] = found
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from pathlib import Path
