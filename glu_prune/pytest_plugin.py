@@ -163,8 +163,11 @@ class LoadgroupGuard:
 
     def ungrouped(self, nodeid: str) -> bool:
         """Whether ``nodeid`` is a variant's test that carries no xdist group suffix."""
-        head, bracket, tail = nodeid.rpartition("]")
-        if not bracket or "@" in tail:  # not parametrized, or grouped
+        # imported here: importing a plugin module early stops pytest from rewriting it
+        from glu_prune.pytest_results import plain_nodeid
+
+        head, bracket, _ = nodeid.rpartition("]")
+        if not bracket or plain_nodeid(nodeid) != nodeid:  # not parametrized, or grouped
             return False
         params = head.rpartition("[")[2]
         return any(params == s or params.startswith(s + "-") for s in self.slugs)

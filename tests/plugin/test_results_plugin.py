@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-import glu_prune
 from glu_prune.cli import main
-
-REPO = Path(glu_prune.__file__).resolve().parent.parent
 
 
 # A fake suite: fixed numbers, no model loading. Tests are written in reverse registry and
@@ -72,11 +67,8 @@ def run_inline(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_serial_and_xdist_write_identical_records_and_tables(pytester: pytest.Pytester,
-                                                             monkeypatch: pytest.MonkeyPatch):
+                                                             checkout_on_path: None):
     make_suite(pytester)
-    # the subprocess must import this checkout's glu_prune even when it is not installed
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     serial = run_inline(pytester, "--glu-report", "serial")
     serial.assert_outcomes(passed=11, failed=1, skipped=3)
     xdist = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2",
@@ -142,17 +134,8 @@ def test_bad(request):
     assert not (pytester.path / "results").exists()
 
 
-def test_fixture_fills_the_variant_and_validates(pytester: pytest.Pytester):
-    pytester.makeconftest('''
-import pytest
-
-pytest_plugins = ["glu_prune.pytest_plugin"]
-
-
-@pytest.fixture
-def variant(variant_id):  # parametrized like the suite, but builds nothing
-    return variant_id
-''')
+def test_fixture_fills_the_variant_and_validates(fake_variants: pytest.Pytester):
+    pytester = fake_variants
     pytester.makepyfile(test_v='''
 import pytest
 

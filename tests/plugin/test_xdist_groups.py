@@ -3,28 +3,12 @@ model is built), and a pytest/xdist pair that stops grouping is refused before a
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-import glu_prune
 from glu_prune.pytest_plugin import LoadgroupGuard
 from glu_prune.pytest_results import plain_nodeid
-
-REPO = Path(glu_prune.__file__).resolve().parent.parent
-
-CONFTEST = '''
-import pytest
-
-pytest_plugins = ["glu_prune.pytest_plugin"]
-
-
-@pytest.fixture
-def variant(variant_id):  # parametrized like the suite, but builds nothing
-    return variant_id
-'''
 
 # three tests per variant; each writes "<variant> <worker>" to a file of its own
 SUITE = '''
@@ -41,12 +25,10 @@ def test_where(variant, n):
 '''
 
 
-def test_each_variant_runs_on_one_worker(pytester: pytest.Pytester,
+def test_each_variant_runs_on_one_worker(fake_variants: pytest.Pytester, checkout_on_path: None,
                                          monkeypatch: pytest.MonkeyPatch):
-    pytester.makeconftest(CONFTEST)
+    pytester = fake_variants
     pytester.makepyfile(test_groups=SUITE)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     where = pytester.mkdir("where")
     monkeypatch.setenv("WHERE", str(where))
     result = pytester.runpytest_subprocess(
