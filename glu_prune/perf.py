@@ -19,7 +19,8 @@ import torch
 
 from glu_prune.models import get_model_spec, make_config
 from glu_prune.perf_baselines import PerfBaselines
-from glu_prune.prune import (PruneReport, decode_weight_bytes, kept_count, prefill_flops)
+from glu_prune.prune import (PruneReport, check_level, decode_weight_bytes, kept_count,
+                             prefill_flops)
 from glu_prune.variants import VariantCache, VariantId
 
 LOG = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def level_pairs(model: str, levels: Sequence[float] | None,
         rows = [(p, r) for p in pcts for r in (round_tos or [1]) if p > 0 or r == 1]
     rows = sorted(set(rows) | {(0, 1)}, key=lambda pr: (pr[0], pr[1]))
     for pct, r in rows:
-        kept_count(8, pct=pct, round_to=r)  # validates: pct in [0, 100), round_to >= 1
+        check_level(pct, r)  # pct in [0, 100), round_to >= 1: sizes are checked per model
     return rows
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -23,22 +24,42 @@ LOG = logging.getLogger(__name__)
 # ---------------------------------------------------------------- kept count
 
 
+def _is_number(value: Any) -> bool:
+    """A real number that is not a bool (``True`` would silently mean 1)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_level(pct: float | None = None, round_to: int = 1) -> None:
+    """The checks of a pruning level that need no layer size: ``pct`` a number in
+    [0, 100) (or None), ``round_to`` an integer >= 1. Raises ValueError naming the value."""
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
+    if pct is None:
+        return
+    if isinstance(pct, bool):
+        raise ValueError(f"pct must be a number in [0, 100), got {pct!r} (a bool)")
+    if not (_is_number(pct) and 0 <= pct < 100) or math.isnan(pct):
+        raise ValueError(f"pct must be in [0, 100), got {pct!r}")
+
+
 def kept_count(n: int, *, pct: float | None = None, expansion_ratio: float | None = None,
                hidden_size: int | None = None, round_to: int = 1) -> int:
     """Neurons kept per layer out of ``n``.
 
     ``pct``: removed = min(floor(pct/100 * n), n - 1) (the study's rule: 10 % of 8192 keeps
     7373). ``expansion_ratio``: k = round(ratio * hidden_size). ``round_to > 1`` rounds k to
-    the nearest multiple (at least ``round_to``, at most ``n``).
+    the nearest multiple (at least ``round_to``, at most ``n``). Pruning that would not
+    prune is an error: ``round_to`` at or above ``n``, or a pct > 0 (or a ratio) whose
+    rounding keeps all ``n`` neurons.
     """
     if (pct is None) == (expansion_ratio is None):
         raise ValueError(f"give exactly one of pct or expansion_ratio "
                          f"(got pct={pct!r}, expansion_ratio={expansion_ratio!r})")
-    if not isinstance(round_to, int) or round_to < 1:
-        raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
+    check_level(pct, round_to)
+    if round_to > 1 and round_to >= n:
+        raise ValueError(f"round_to={round_to} is at or above the intermediate size {n}: "
+                         f"every rounding keeps all {n} neurons; use a round_to below {n}")
     if pct is not None:
-        if not (isinstance(pct, (int, float)) and 0 <= pct < 100) or math.isnan(pct):
-            raise ValueError(f"pct must be in [0, 100), got {pct!r}")
         # the small epsilon keeps 0.1*8192*... from flooring one short in binary floating point
         removed = min(math.floor(pct / 100 * n + 1e-9), n - 1)
         k = n - removed
@@ -46,13 +67,18 @@ def kept_count(n: int, *, pct: float | None = None, expansion_ratio: float | Non
         if hidden_size is None:
             raise ValueError("expansion_ratio needs hidden_size")
         current = n / hidden_size
-        if not (isinstance(expansion_ratio, (int, float)) and 0 < expansion_ratio < current):
+        if not (_is_number(expansion_ratio) and 0 < expansion_ratio < current):
             raise ValueError(f"expansion_ratio must be in (0, {current:g}) (the current "
                              f"intermediate_size/hidden_size = {n}/{hidden_size}), "
                              f"got {expansion_ratio!r}")
         k = max(1, min(n, round(expansion_ratio * hidden_size)))
     if round_to > 1:
         k = min(n, max(round_to, round_to * round(k / round_to)))
+    if k == n and (expansion_ratio is not None or pct > 0):
+        asked = f"pct={pct!r}" if pct is not None else f"expansion_ratio={expansion_ratio!r}"
+        raise ValueError(f"{asked} with round_to={round_to} keeps k={k} of the n={n} "
+                         f"neurons: nothing would be pruned; ask for more pruning"
+                         + (" or a smaller round_to" if round_to > 1 else ""))
     return k
 
 
@@ -93,8 +119,19 @@ def intermediate_size_of(mlps: list[nn.Module]) -> int:
 # ---------------------------------------------------------------- selection
 
 
-def select_kept(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the top-``k`` scores, ascending; ties go to the lower index."""
+def select_kept(scores: torch.Tensor, k: int, *, name: str = "scores") -> torch.Tensor:
+    """Indices of the top-``k`` scores, ascending; ties go to the lower index.
+
+    NaN scores are an error (a descending sort would rank them first, keeping exactly the
+    neurons whose weights are broken); ``name`` says whose scores in the message.
+    """
+    if scores.dim() != 1 or not 1 <= k <= scores.numel():
+        raise ValueError(f"{name}: need a 1-D tensor and 1 <= k <= its length, got shape "
+                         f"{tuple(scores.shape)} and k={k}")
+    nan = int(torch.isnan(scores).sum())
+    if nan:
+        raise ValueError(f"{name}: {nan} of {scores.numel()} importance scores are NaN "
+                         f"(NaN or inf weights?); nothing was pruned")
     # A stable descending sort keeps equal scores in index order, so lower indices win ties.
     order = torch.sort(scores, descending=True, stable=True).indices
     return torch.sort(order[:k]).values
@@ -192,7 +229,10 @@ def plan_pruning(model: nn.Module, *, pct: float | None = None,
     hidden = getattr(model.config, "hidden_size", mlps[0].gate_proj.in_features)
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
                    round_to=round_to)
-    kept = [select_kept(score(m, method, layer=i, seed=seed), k) for i, m in enumerate(mlps)]
+    names = {id(m): name for name, m in model.named_modules()}  # errors name the layer
+    kept = [select_kept(score(m, method, layer=i, seed=seed), k,
+                        name=f"layer {i} ({names.get(id(m), '?')}), {method}")
+            for i, m in enumerate(mlps)]
     return mlps, kept
 
 

@@ -2,10 +2,16 @@
 
 Every suite record travels in report.user_properties (so also from xdist workers); the
 controller keeps them and writes results/results.{json,md} at the end. Logic: glu_prune.report.
+
+Results are never silently lost or mixed: the controller locks the report folder at session
+start (a second run on the same folder stops up front, naming the holder), a run that
+stopped before all its selected tests ran is written with ``complete: false`` and an
+INCOMPLETE RUN banner, and a run whose results could not be written exits non-zero.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,37 +24,91 @@ def plain_nodeid(nodeid: str) -> str:
     return nodeid[:at] if at > nodeid.rfind("]") else nodeid
 
 
+def completion(session: pytest.Session, exitstatus: int, ran: int) -> dict[str, Any]:
+    """Whether the run got through its selection: ``complete``, ``tests`` (selected, ran)
+    and why it ``stopped`` (None when complete)."""
+    selected = session.testscollected  # after -k/-m deselection; under xdist, the workers'
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    complete = not interrupted and ran >= selected
+    reason = session.shouldstop or session.shouldfail  # -x / --maxfail: "stopping after..."
+    stopped = None
+    if interrupted:
+        stopped = "interrupted"
+    elif not complete:
+        stopped = f"stopped early ({reason})" if reason else "stopped early"
+    return {"complete": complete, "tests": {"selected": selected, "ran": ran},
+            "stopped": stopped}
+
+
 class _Results:
     """Controller-side collector (registered as a plugin object; thin, see glu_prune.report)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.raw: dict[str, list[Any]] = {}  # nodeid -> that test's raw records
+        self.ran: set[str] = set()  # tests that got to run (or were skipped/errored at setup)
         self.lines: list[str] = []  # terminal summary
+        self.lock: Any = None  # glu_prune.report_io.ReportLock while this run holds it
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.invocation_params.dir, self.config.getoption("--glu-report"))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Lock the report folder before any test, so a clash costs no test time."""
+        from glu_prune.report_io import ReportFolderBusy, ReportLock
+
+        command = " ".join(["pytest", *self.config.invocation_params.args])
+        try:
+            self.lock = ReportLock.acquire(self.out_dir, command)
+        except ReportFolderBusy as exc:
+            raise pytest.UsageError(f"glu-prune: {exc}") from None
+        except OSError as exc:
+            raise pytest.UsageError(f"glu-prune: --glu-report="
+                                    f"{self.config.getoption('--glu-report')}: results "
+                                    f"cannot be written there ({exc})") from None
+        if self.lock.taken_over:
+            self.lines.append(f"WARNING {self.lock.taken_over}")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from glu_prune.report import RECORD_KEYS
 
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.ran.add(plain_nodeid(report.nodeid))
         found = [value for name, value in report.user_properties if name in RECORD_KEYS]
         if found:  # properties accumulate over setup/call/teardown: the latest has them all
             self.raw[plain_nodeid(report.nodeid)] = found
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from pathlib import Path
-
         from glu_prune.pytest_plugin import BUILDS_KEY
         from glu_prune.report import finish_run
         from glu_prune.report_io import environment
 
         opt = self.config.option
         run = {"args": list(self.config.invocation_params.args), "exitstatus": int(exitstatus),
+               **completion(session, exitstatus, len(self.ran)),
                "workers": getattr(opt, "numprocesses", None),
                "options": {k: v for k, v in sorted(vars(opt).items()) if k.startswith("glu_")},
                "environment": environment(self.config.rootpath),
                # variant builds over all workers: each should be built once per run
                "builds": dict(sorted(self.config.stash.get(BUILDS_KEY, {}).items()))}
-        out = Path(self.config.invocation_params.dir, self.config.getoption("--glu-report"))
-        self.lines = finish_run(self.raw, out, run, plots=self.config.getoption("--glu-plots"))
+        try:
+            lines, error = finish_run(self.raw, self.out_dir, run,
+                                      plots=self.config.getoption("--glu-plots"))
+        finally:
+            self.release()
+        self.lines += lines
+        if error and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # results lost: never exit 0
+
+    def pytest_unconfigure(self) -> None:
+        self.release()  # when the session never finished (e.g. a usage error after start)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         terminalreporter.section("glu-prune results")
@@ -63,7 +123,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("glu-prune", "GLU width pruning suite")
     group.addoption("--glu-report", default="results", metavar="DIR",
                     help="folder for results.json and results.md, written when a test "
-                         "recorded numbers (default: results)")
+                         "recorded numbers; locked while a run uses it (default: results)")
     group.addoption("--glu-plots", action="store_true", default=False,
                     help="also write PNG charts into the --glu-report folder; needs "
                          "matplotlib, the [plots] extra (default: off)")

@@ -20,7 +20,8 @@ from tabulate import tabulate
 
 from glu_prune.report_io import (CAPABILITY_KINDS, PERF_KINDS, RECORD_KEYS, Record,
                                  architecture, benchmark_key, dedupe, document,
-                                 header_line, metric_key, sort_records, write_json)
+                                 header_line, metric_key, sort_records, write_json,
+                                 write_text_atomically)
 
 LOG = logging.getLogger(__name__)
 
@@ -320,9 +321,27 @@ def regressions(records: Iterable[Record]) -> list[str]:
             for r in sort_records(records) if r.verdict == "regression"]
 
 
-def markdown(records: Sequence[Record], header: str = "") -> str:
-    """The whole ``results.md``: per model, architecture then the result tables."""
-    lines = ["# glu-prune results", ""]
+def incomplete_banner(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per run that stopped before all its selected tests ran (empty when all
+    are complete): results.md opens with these, so a partial run never passes for a
+    whole one."""
+    lines = []
+    for run in runs:
+        if run.get("complete", True):
+            continue
+        tests = run.get("tests") or {}
+        source = f" ({run['source']})" if run.get("source") else ""
+        lines.append(f"**INCOMPLETE RUN{source}: {run.get('stopped') or 'stopped early'} "
+                     f"after {tests.get('ran', '?')} of {tests.get('selected', '?')} "
+                     f"selected tests.** These tables hold only what ran; a complete run "
+                     f"writing this folder replaces them.")
+    return lines
+
+
+def markdown(records: Sequence[Record], header: str = "", banner: Sequence[str] = ()) -> str:
+    """The whole ``results.md``: ``banner`` lines first (incomplete runs, mixed settings),
+    then per model, architecture then the result tables."""
+    lines = [f"> {line}\n" for line in banner] + ["# glu-prune results", ""]
     if header:
         lines += [f"_{header}_", ""]
     lines += [LEGEND, ""]
@@ -357,14 +376,22 @@ def terminal_summary(records: Sequence[Record]) -> list[str]:
 
 
 def write_results(records: Sequence[Record], out_dir: str | os.PathLike,
-                  runs: list[dict[str, Any]], *, plots: bool = False) -> list[Path]:
+                  runs: list[dict[str, Any]], *, plots: bool = False,
+                  notes: Sequence[str] = ()) -> list[Path]:
     """Write ``results.json`` and ``results.md`` (and PNG charts with ``plots``) into
-    ``out_dir``; append the markdown to ``$GITHUB_STEP_SUMMARY`` when set. Returns the paths."""
+    ``out_dir``; append the markdown to ``$GITHUB_STEP_SUMMARY`` when set. Returns the paths.
+
+    What was written is all this run measured, nothing older: a run that stopped early
+    (a run dict with ``complete: false``) still replaces the files, but results.json then
+    says ``"complete": false`` and results.md opens with an INCOMPLETE RUN banner naming
+    how many of the selected tests ran. ``notes`` are further banner lines (e.g. mixed
+    settings of a merge). Each file is replaced atomically.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(records, header_line(runs))
-    paths = [write_json(document(records, runs), out / "results.json"), out / "results.md"]
-    paths[1].write_text(text)
+    text = markdown(records, header_line(runs), [*incomplete_banner(runs), *notes])
+    paths = [write_json(document(records, runs), out / "results.json"),
+             write_text_atomically(out / "results.md", text)]
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as fh:
@@ -393,17 +420,24 @@ def collect(raw: dict[str, list[Any]]) -> tuple[list[Record], list[str]]:
 
 
 def finish_run(raw: dict[str, list[Any]], out_dir: str | os.PathLike, run: dict[str, Any],
-               *, plots: bool = False) -> list[str]:
-    """End of a pytest run: write the results when any test recorded numbers; returns the
-    terminal summary lines."""
+               *, plots: bool = False) -> tuple[list[str], str | None]:
+    """End of a pytest run: write the results when any test recorded numbers.
+
+    Returns the terminal summary lines and, when the results could not be written, one
+    error line (the run must then fail; see ``glu_prune.pytest_results``).
+    """
     records, problems = collect(raw)
     if not records:
-        return problems + [f"no test recorded results: nothing written to {out_dir}"]
+        return problems + [f"no test recorded results: nothing written to {out_dir}"], None
     try:
         paths = write_results(records, out_dir, [run], plots=plots)
     except (OSError, ImportError) as exc:
-        return problems + [f"results not written to {out_dir}: {exc}"]
-    return terminal_summary(records) + problems + [f"written: {', '.join(map(str, paths))}"]
+        error = f"ERROR writing the results to {out_dir} failed: {exc}"
+        LOG.error("%s", error)
+        return terminal_summary(records) + problems + [error], error
+    written = [f"written: {', '.join(map(str, paths))}"]
+    banner = [line.replace("**", "") for line in incomplete_banner([run])]
+    return terminal_summary(records) + problems + banner + written, None
 
 
 @dataclass

@@ -13,8 +13,11 @@ import numbers
 import os
 import platform
 import re
+import secrets
+import socket
 import subprocess
 import sys
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -374,14 +377,28 @@ def header_line(runs: list[dict[str, Any]]) -> str:
 
 
 def document(records: Iterable[Record], runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``results.json`` content: every record (sorted) and each run's settings/machine."""
+    """The ``results.json`` content: every record (sorted), each run's settings/machine, and
+    ``complete``: false when any run stopped before all its selected tests ran."""
     return {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "complete": all(run.get("complete", True) for run in runs),
             "runs": runs, "records": [r.to_dict() for r in sort_records(records)]}
 
 
-def write_json(doc: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write ``path`` through a temporary file beside it: a reader (or a run stopped while
+    writing) sees the old file or the new one, never half of each."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_json(doc: dict[str, Any], path: Path) -> Path:
+    return write_text_atomically(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
 
 
 def load_document(path: str | os.PathLike) -> tuple[list[Record], list[dict[str, Any]]]:
@@ -401,20 +418,212 @@ def load_document(path: str | os.PathLike) -> tuple[list[Record], list[dict[str,
             records.append(Record.from_dict(item))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: records[{i}]: {exc}") from None
-    return records, list(doc.get("runs") or [])
+    runs = doc.get("runs") or []
+    if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+        raise ValueError(f"{path}: 'runs' must be a list of objects, got {runs!r:.80}")
+    return records, runs
 
 
-def merge(paths: Iterable[str | os.PathLike]) -> tuple[list[Record], list[dict[str, Any]]]:
-    """Records and runs of several shards; the same measurement with different numbers in
-    two files is an error naming both."""
-    pairs, runs = [], []
+# ---------------------------------------------------------------- merging shards
+
+# Settings that change scores, as (name shown, record extra key, run option). Shards
+# measured under different values are not one table: a limit of 100 examples and the
+# full test set differ by more than the tolerance on their own.
+_RECORD_SETTINGS = (("limit", "limit", "glu_limit"),
+                    ("chat template", "chat_template", "glu_chat_template"),
+                    ("batch size", "batch_size", "glu_batch_size"))
+SCORE_SETTINGS = tuple(name for name, _, _ in _RECORD_SETTINGS) + ("lm-eval version", "dtype")
+
+
+def score_settings(records: list[Record], runs: list[dict[str, Any]]) -> dict[str, set]:
+    """Setting name -> the values a results file was measured under.
+
+    Evaluation settings count only when the file has accuracy/perplexity records (a
+    speed-only shard's default --glu-limit changed nothing); each record's own values
+    (suite records carry them) win over its run's options. dtype comes from the records
+    (speed records carry theirs).
+    """
+    values: dict[str, set] = defaultdict(set)
+    quality = [r for r in records if r.kind in CAPABILITY_KINDS]
+    for name, key, option in _RECORD_SETTINGS:
+        from_records = {_hashable(r.extra[key]) for r in quality if key in r.extra}
+        from_runs = {_hashable((run.get("options") or {}).get(option)) for run in runs
+                     if option in (run.get("options") or {})}
+        values[name] |= from_records or (from_runs if quality else set())
+    if quality:
+        values["lm-eval version"] |= {((run.get("environment") or {}).get("versions") or {})
+                                      .get("lm-eval") for run in runs}
+    values["dtype"] |= {_hashable(r.extra["dtype"]) for r in records if "dtype" in r.extra}
+    return {name: v for name, v in values.items() if v}
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def mixed_settings(shards: dict[str, dict[str, set]]) -> list[str]:
+    """One line per score-changing setting whose value differs between shards (file ->
+    its settings), naming each value and the files measured under it."""
+    lines = []
+    for name in SCORE_SETTINGS:
+        where: dict[Any, list[str]] = defaultdict(list)
+        for path, settings in shards.items():
+            for value in sorted(settings.get(name, ()), key=repr):
+                where[value].append(path)
+        if len(where) > 1:
+            lines.append(f"{name}: " + "; ".join(f"{value!r} in {', '.join(paths)}"
+                                                 for value, paths in where.items()))
+    return lines
+
+
+def merge(paths: Iterable[str | os.PathLike], *, allow_mixed_settings: bool = False
+          ) -> tuple[list[Record], list[dict[str, Any]], list[str]]:
+    """Records, runs and mixed-setting lines of several shards.
+
+    The same measurement with different numbers in two files is an error naming both;
+    so are shards measured under different score-changing settings (limit, chat template,
+    batch size, lm-eval version, dtype), unless ``allow_mixed_settings``: then the
+    returned lines say what was mixed, for the results to show.
+    """
+    pairs, runs, settings = [], [], {}
     for path in paths:
         records, shard_runs = load_document(path)
         pairs += [(r, str(path)) for r in records]
         runs += [{**run, "source": run.get("source") or str(path)} for run in shard_runs]
+        settings[str(path)] = score_settings(records, shard_runs)
+    mixed = mixed_settings(settings)
+    if mixed and not allow_mixed_settings:
+        raise ValueError("shards measured under different score-changing settings (pass "
+                         "--allow-mixed-settings to merge them anyway):\n  "
+                         + "\n  ".join(mixed))
     records, conflicts = dedupe(pairs)
     if conflicts:
         raise ValueError(f"{len(conflicts)} conflicting duplicate records (same model / "
                          f"variant / kind / benchmark / metric, different numbers):\n  "
                          + "\n  ".join(conflicts))
-    return records, runs
+    return records, runs, mixed
+
+
+# ---------------------------------------------------------------- the report folder's lock
+
+LOCK_NAME = ".glu-prune.lock"
+
+
+class ReportFolderBusy(OSError):
+    """Another live run holds the report folder's lock (an OSError, like EBUSY)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (unknown counts as alive)."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+@dataclass
+class ReportLock:
+    """An exclusive lock on a report folder: ``<folder>/.glu-prune.lock``, created with
+    O_EXCL and holding this run's pid, host, start time and command.
+
+    Two runs writing one folder would silently mix or overwrite each other's results, so
+    the second is refused up front, naming the holder. A lock left by a dead process on
+    this host is taken over with a warning (``taken_over``); one from another host is
+    never judged stale (its pid means nothing here). ``release`` removes the lock, and
+    the folders ``acquire`` created when nothing else was written into them.
+    """
+
+    path: Path
+    holder: dict[str, Any]
+    created: list[Path] = field(default_factory=list)  # deepest first
+    taken_over: str | None = None
+
+    @classmethod
+    def acquire(cls, folder: str | os.PathLike, command: str = "") -> ReportLock:
+        """Take the lock of ``folder`` (created if missing); ReportFolderBusy when held."""
+        folder = Path(folder).absolute()
+        created = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "token": secrets.token_hex(8)}  # tells two locks of one process apart
+        lock = cls(folder / LOCK_NAME, holder, created)
+        if not lock._create():
+            lock._take_over_stale()
+        return lock
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.holder, fh)
+        return True
+
+    def _take_over_stale(self) -> None:
+        """Replace a dead local process's lock; raise ReportFolderBusy for any other."""
+        other = read_lock(self.path)
+        stale = (other.get("host") == self.holder["host"] and isinstance(other.get("pid"), int)
+                 and not _pid_alive(other["pid"]))
+        if not stale:
+            raise ReportFolderBusy(_busy_message(self.path, other))
+        # rename first: of two runs taking over at once only one can move the stale file
+        aside = self.path.with_name(f"{LOCK_NAME}.stale-{os.getpid()}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            raise ReportFolderBusy(_busy_message(self.path, read_lock(self.path))) from None
+        moved = read_lock(aside)
+        if moved != other:  # another run took it over first: give its lock back
+            os.rename(aside, self.path)
+            raise ReportFolderBusy(_busy_message(self.path, moved))
+        aside.unlink()
+        if not self._create():
+            raise ReportFolderBusy(_busy_message(self.path, read_lock(self.path)))
+        self.taken_over = (f"took over the lock {self.path} of a run that is gone "
+                           f"({_describe(other)}): its results may be incomplete")
+        LOG.warning("%s", self.taken_over)
+
+    def release(self) -> None:
+        """Remove the lock (if still ours) and the empty folders ``acquire`` created."""
+        if read_lock(self.path) == self.holder:
+            self.path.unlink(missing_ok=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()  # only when empty: written results stay
+            except OSError:
+                break
+
+    def __enter__(self) -> ReportLock:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    """The holder recorded in a lock file ({} when it is gone or unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "holder unknown: the lock file is empty or unreadable"
+    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+            + (f": {holder['command']}" if holder.get("command") else ""))
+
+
+def _busy_message(path: Path, holder: dict[str, Any]) -> str:
+    return (f"the report folder {path.parent} is in use by another run ({_describe(holder)}); "
+            f"lock file {path}. Wait for that run, give another --glu-report folder, or, "
+            f"if that run is gone, delete the lock file")

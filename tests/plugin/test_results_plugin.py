@@ -155,3 +155,119 @@ def test_reject(glu_record):
     records, md = load(pytester, "out")
     assert [r["variant"] for r in records] == ["tiny-llama-maw-p0", "tiny-llama-maw-p40"]
     assert "| p40     | 0.500 (+0.0) |" in md
+
+
+# ---------------------------------------------------------------- never silently lost or mixed
+
+STOPPER = '''
+import os
+
+
+def test_stop():
+    if os.environ.get("GLU_TEST_INTERRUPT"):
+        raise KeyboardInterrupt
+
+
+def test_after():
+    pass
+'''
+
+
+def test_interrupted_run_says_so_with_counts_and_a_complete_run_clears_it(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    make_suite(pytester)
+    pytester.makepyfile(test_zz_stop=STOPPER)  # collected after the 15 fake-suite tests
+    monkeypatch.setenv("GLU_TEST_INTERRUPT", "1")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    records, md = load(pytester, "results")
+    assert len(records) == 15
+    assert md.startswith("> **INCOMPLETE RUN: interrupted after 15 of 17 selected tests.**")
+    doc = json.loads((pytester.path / "results/results.json").read_text())
+    assert doc["complete"] is False
+    assert {k: doc["runs"][0][k] for k in ("complete", "tests", "stopped")} == {
+        "complete": False, "tests": {"selected": 17, "ran": 15}, "stopped": "interrupted"}
+    result.stdout.fnmatch_lines(["INCOMPLETE RUN: interrupted after 15 of 17 selected tests.*"])
+    monkeypatch.delenv("GLU_TEST_INTERRUPT")
+    run_inline(pytester).assert_outcomes(passed=13, failed=1, skipped=3)
+    doc = json.loads((pytester.path / "results/results.json").read_text())
+    assert doc["complete"] is True and doc["runs"][0]["tests"] == {"selected": 17, "ran": 17}
+    assert "INCOMPLETE" not in load(pytester, "results")[1]
+    assert not (pytester.path / "results/.glu-prune.lock").exists()
+
+
+def test_exitfirst_stop_is_an_incomplete_run(pytester: pytest.Pytester):
+    make_suite(pytester)
+    result = run_inline(pytester, "-x")
+    ran = sum(result.parseoutcomes().get(k, 0) for k in ("passed", "failed", "skipped"))
+    assert ran < 15
+    _, md = load(pytester, "results")
+    assert md.startswith(f"> **INCOMPLETE RUN: stopped early (stopping after 1 failures) "
+                         f"after {ran} of 15 selected tests.**")
+
+
+def test_deselected_tests_do_not_make_a_run_incomplete(pytester: pytest.Pytester):
+    make_suite(pytester)
+    run_inline(pytester, "-k", "p0")
+    doc = json.loads((pytester.path / "results/results.json").read_text())
+    assert doc["complete"] is True and doc["runs"][0]["tests"] == {"selected": 5, "ran": 5}
+
+
+def test_second_run_on_a_locked_report_folder_fails_up_front(pytester: pytest.Pytester):
+    import os
+    import socket
+
+    make_suite(pytester)
+    lock = pytester.path / "results" / ".glu-prune.lock"
+    lock.parent.mkdir()
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": "earlier",
+              "command": "pytest -m accuracy"}  # a live process on this host
+    lock.write_text(json.dumps(holder))
+    result = run_inline(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*is in use by another run (pid {os.getppid()} on "
+                                 f"{socket.gethostname()}, started earlier: pytest -m "
+                                 f"accuracy); lock file {lock}*"])
+    assert not any(word in result.stdout.str() for word in ("passed", "failed"))  # none ran
+    assert json.loads(lock.read_text()) == holder
+    assert [p.name for p in lock.parent.iterdir()] == [".glu-prune.lock"]
+
+
+def test_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(pytester: pytest.Pytester):
+    import socket
+    import subprocess
+    import sys
+
+    make_suite(pytester)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = pytester.path / "results" / ".glu-prune.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    result = run_inline(pytester)
+    result.assert_outcomes(passed=11, failed=1, skipped=3)
+    result.stdout.fnmatch_lines([f"WARNING took over the lock {lock} of a run that is gone "
+                                 f"(pid {dead.pid} on *"])
+    assert len(load(pytester, "results")[0]) == 15 and not lock.exists()
+
+
+def test_report_path_that_is_a_file_fails_the_run(pytester: pytest.Pytester):
+    make_suite(pytester)
+    (pytester.path / "taken").write_text("a file")
+    result = run_inline(pytester, "--glu-report=taken/sub")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # up front: before any test ran
+    result.stderr.fnmatch_lines(["ERROR: glu-prune: --glu-report=taken/sub: *"])
+
+
+def test_results_that_cannot_be_written_at_the_end_fail_the_run(pytester: pytest.Pytester):
+    pytester.makeconftest('pytest_plugins = ["glu_prune.pytest_plugin"]')
+    pytester.makepyfile(test_one='''
+def test_one(glu_record):
+    glu_record(variant="tiny-llama-maw-p0", benchmark="mmlu", metric="acc,none", value=0.5)
+''')
+    (pytester.path / "results" / "results.json").mkdir(parents=True)  # in the way
+    result = run_inline(pytester)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["ERROR writing the results to *results failed: "
+                                 "*results.json*"])

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from glu_prune.models import make_config
-from glu_prune.prune import (config_param_count, decode_weight_bytes, expansion_table,
-                             kept_count, prefill_flops, select_kept, slice_mlp)
+from glu_prune.prune import (check_level, config_param_count, decode_weight_bytes,
+                             expansion_table, glu_mlps, kept_count, prefill_flops,
+                             prune_glu_mlp, select_kept, slice_mlp)
 
 
 @pytest.mark.parametrize("pct,kept", [(0, 8192), (10, 7373), (20, 6554), (30, 5735),
@@ -19,7 +20,7 @@ def test_kept_count_matches_published_sizes(pct, kept):
 
 def test_kept_count_never_removes_everything():
     assert kept_count(10, pct=99.9) == 1
-    assert kept_count(1, pct=50) == 1
+    assert kept_count(2, pct=99) == 1
 
 
 def test_kept_count_float_edge():
@@ -34,7 +35,49 @@ def test_round_to(pct, r, kept):
 
 
 def test_round_to_capped_at_n():
-    assert kept_count(500, pct=1, round_to=128) == 500
+    assert kept_count(500, pct=30, round_to=128) == 384
+    assert kept_count(8192, pct=1, round_to=128) == 8064  # 8110 -> nearest multiple
+
+
+@pytest.mark.parametrize("n,kwargs,says", [
+    # round_to at or above the size: every rounding keeps everything
+    (512, {"pct": 40, "round_to": 512}, r"round_to=512 is at or above the intermediate size 512"),
+    (8, {"pct": 40, "round_to": 128}, r"round_to=128 is at or above the intermediate size 8"),
+    # rounding back up to n at pct > 0
+    (500, {"pct": 1, "round_to": 128}, r"pct=1 with round_to=128 keeps k=500 of the n=500 "
+                                       r"neurons: nothing would be pruned.*smaller round_to"),
+    (512, {"pct": 10, "round_to": 256}, r"keeps k=512 of the n=512"),
+    # the floor of a tiny pct removes nothing
+    (512, {"pct": 0.1}, r"pct=0.1 with round_to=1 keeps k=512 of the n=512 neurons"),
+    (1, {"pct": 50}, r"keeps k=1 of the n=1 neurons"),
+    (8192, {"expansion_ratio": 3.9999, "hidden_size": 2048},
+     r"expansion_ratio=3.9999 with round_to=1 keeps k=8192 of the n=8192"),
+])
+def test_pruning_that_would_not_prune_is_an_error(n, kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        kept_count(n, **kwargs)
+
+
+def test_pct_zero_may_keep_everything_with_rounding():
+    assert kept_count(8192, pct=0, round_to=128) == 8192
+
+
+@pytest.mark.parametrize("kwargs,says", [
+    ({"pct": True}, r"pct must be a number in \[0, 100\), got True \(a bool\)"),
+    ({"pct": False}, r"got False \(a bool\)"),
+    ({"pct": 10, "round_to": True}, r"round_to must be an integer >= 1, got True"),
+    ({"expansion_ratio": True, "hidden_size": 2048}, r"expansion_ratio must be in .*got True"),
+])
+def test_bools_are_not_numbers_here(kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        kept_count(8192, **kwargs)
+
+
+def test_check_level_needs_no_size():
+    check_level(40, 128)
+    check_level(None, 1)
+    with pytest.raises(ValueError, match=r"pct must be in \[0, 100\), got 100"):
+        check_level(100)
 
 
 def test_expansion_ratio():
@@ -48,6 +91,32 @@ def test_select_kept_ties_go_to_lower_index():
     scores = torch.tensor([1.0, 3.0, 3.0, 2.0, 3.0])
     assert select_kept(scores, 2).tolist() == [1, 2]
     assert select_kept(scores, 4).tolist() == [1, 2, 3, 4]
+
+
+def test_select_kept_refuses_nan_and_bad_k():
+    with pytest.raises(ValueError, match=r"layer 2: 1 of 4 importance scores are NaN"):
+        select_kept(torch.tensor([0.1, float("nan"), 0.5, 0.7]), 2, name="layer 2")
+    with pytest.raises(ValueError, match=r"1 <= k <= its length, got shape \(4,\) and k=5"):
+        select_kept(torch.tensor([0.1, 0.9, 0.5, 0.7]), 5)
+
+
+def test_nan_weights_in_one_layer_name_it_and_leave_the_model_unchanged():
+    from transformers import AutoModelForCausalLM
+
+    config = make_config("tiny-llama", num_layers=3)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        model.model.layers[1].mlp.gate_proj.weight[7, 3] = float("nan")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"layer 1 \(model\.layers\.1\.mlp\), maw: 1 of 512 "
+                                         r"importance scores are NaN"):
+        prune_glu_mlp(model, pct=40)
+    after = model.state_dict()
+    assert model.config.intermediate_size == 512
+    assert all(torch.allclose(v, after[k], rtol=0, atol=0, equal_nan=True)
+               for k, v in before.items())
+    assert [m.gate_proj.out_features for m in glu_mlps(model)] == [512] * 3
 
 
 def test_select_kept_ascending():

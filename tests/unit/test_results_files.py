@@ -1,0 +1,212 @@
+"""Results are never silently lost or mixed: incomplete runs, the report folder's lock,
+failed writes, and merging shards measured under different settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from glu_prune.cli import main
+from glu_prune.report import finish_run, write_results
+from glu_prune.report_io import (LOCK_NAME, Record, ReportFolderBusy, ReportLock, merge,
+                                 read_lock)
+
+
+def quality(pct: float, value: float, **extra) -> Record:
+    return Record.from_dict({"variant": f"tiny-llama-maw-p{pct:g}", "benchmark": "mmlu",
+                             "metric": "acc,none", "kind": "accuracy", "value": value,
+                             "verdict": "ok", "baseline": value, **extra})
+
+
+def speed(pct: float, value: float, **extra) -> Record:
+    return Record.from_dict({"variant": f"tiny-llama-maw-p{pct:g}", "benchmark": "ttft@128",
+                             "metric": "median_s", "value": value, "unit": "s", **extra})
+
+
+def run_with(limit: int | None = None, lm_eval: str = "0.4.9", **more) -> dict:
+    return {"options": {"glu_limit": limit, "glu_chat_template": False, "glu_batch_size": 16},
+            "environment": {"versions": {"lm-eval": lm_eval}}, **more}
+
+
+def shard(folder: Path, records: list[Record], run: dict) -> str:
+    write_results(records, folder, [run])
+    return str(folder / "results.json")
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# ---------------------------------------------------------------- incomplete runs
+
+
+INTERRUPTED = {"complete": False, "tests": {"selected": 15, "ran": 3}, "stopped": "interrupted"}
+
+
+def test_incomplete_run_opens_results_md_with_a_banner_and_json_says_so(tmp_path):
+    write_results([quality(0, 0.5)], tmp_path, [run_with(**INTERRUPTED)])
+    md = (tmp_path / "results.md").read_text()
+    assert md.splitlines()[0] == ("> **INCOMPLETE RUN: interrupted after 3 of 15 selected "
+                                  "tests.** These tables hold only what ran; a complete run "
+                                  "writing this folder replaces them.")
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["complete"] is False and doc["runs"][0]["tests"] == {"selected": 15, "ran": 3}
+
+
+def test_complete_run_replaces_the_incomplete_one(tmp_path):
+    write_results([quality(0, 0.5)], tmp_path, [run_with(**INTERRUPTED)])
+    done = {"complete": True, "tests": {"selected": 15, "ran": 15}, "stopped": None}
+    write_results([quality(0, 0.5)], tmp_path, [run_with(**done)])
+    assert "INCOMPLETE" not in (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+
+
+def test_merge_and_check_carry_the_incomplete_shard(tmp_path, capsys):
+    a = shard(tmp_path / "a", [quality(0, 0.5)], run_with(**INTERRUPTED))
+    b = shard(tmp_path / "b", [quality(10, 0.45)], run_with())
+    assert main(["report", "merge", a, b, "-o", str(tmp_path / "m")]) == 0
+    md = (tmp_path / "m/results.md").read_text()
+    assert md.startswith(f"> **INCOMPLETE RUN ({a}): interrupted after 3 of 15")
+    assert json.loads((tmp_path / "m/results.json").read_text())["complete"] is False
+    assert main(["report", "check", str(tmp_path / "m/results.json")]) == 0
+    assert f"**INCOMPLETE RUN ({a}): interrupted" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- failed writes
+
+
+def test_results_that_cannot_be_written_give_an_error_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    raw = {"t.py::test": [quality(0, 0.5).to_dict()]}
+    lines, error = finish_run(raw, blocker, run_with())
+    assert error is not None
+    assert error.startswith(f"ERROR writing the results to {blocker} failed: ")
+    assert lines[-1] == error
+    assert finish_run(raw, tmp_path / "ok", run_with())[1] is None
+
+
+def test_a_write_stopped_halfway_keeps_the_old_file(tmp_path, monkeypatch):
+    write_results([quality(0, 0.5)], tmp_path, [run_with()])
+    before = (tmp_path / "results.json").read_text()
+
+    def disk_full(self, text, **kwargs):
+        Path.write_bytes(self, text[: len(text) // 2].encode())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_results([quality(0, 0.9)], tmp_path, [run_with()])
+    monkeypatch.undo()
+    assert (tmp_path / "results.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def test_second_lock_on_a_folder_names_the_lock_file_and_the_holder(tmp_path):
+    with ReportLock.acquire(tmp_path / "r", "pytest -k first") as first:
+        with pytest.raises(ReportFolderBusy) as exc:
+            ReportLock.acquire(tmp_path / "r", "pytest -k second")
+        message = str(exc.value)
+        assert str(first.path) in message and "pytest -k first" in message
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in message
+        assert read_lock(first.path) == first.holder  # the holder's lock is untouched
+    assert not (tmp_path / "r").exists()  # nothing written: the folder it created is gone
+
+
+def test_release_keeps_written_results_and_other_runs_locks(tmp_path):
+    lock = ReportLock.acquire(tmp_path / "r")
+    write_results([quality(0, 0.5)], tmp_path / "r", [run_with()])
+    lock.release()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["results.json", "results.md"]
+    other = ReportLock.acquire(tmp_path / "r")
+    lock.release()  # a second release must not remove the lock another run now holds
+    assert read_lock(other.path) == other.holder
+    other.release()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    stale = {"pid": dead_pid(), "host": socket.gethostname(), "started": "yesterday"}
+    (folder / LOCK_NAME).write_text(json.dumps(stale))
+    with ReportLock.acquire(folder) as lock:
+        assert read_lock(lock.path)["pid"] == os.getpid()
+        assert lock.taken_over and f"pid {stale['pid']}" in lock.taken_over
+    assert "took over the lock" in caplog.text
+    assert not (folder / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("holder", [
+    {"pid": 1, "host": "another-machine", "started": "now"},  # its pid means nothing here
+    {},  # unreadable: cannot tell, so never taken over
+])
+def test_lock_of_another_host_or_unknown_holder_is_never_taken_over(tmp_path, holder):
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder) if holder else "")
+    with pytest.raises(ReportFolderBusy, match="is in use by another run"):
+        ReportLock.acquire(tmp_path)
+    assert (tmp_path / LOCK_NAME).read_text() == (json.dumps(holder) if holder else "")
+
+
+def test_merge_refuses_a_locked_output_folder(tmp_path, capsys):
+    a = shard(tmp_path / "a", [quality(0, 0.5)], run_with())
+    with ReportLock.acquire(tmp_path / "m", "pytest"):
+        assert main(["report", "merge", a, "-o", str(tmp_path / "m")]) == 1
+    assert "is in use by another run" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------- mixed settings
+
+
+@pytest.mark.parametrize("run_a,run_b,says", [
+    (run_with(limit=100), run_with(), "limit: 100 in {a}; None in {b}"),
+    (run_with(lm_eval="0.4.8"), run_with(), "lm-eval version: '0.4.8' in {a}; '0.4.9' in {b}"),
+])
+def test_merge_refuses_shards_measured_under_different_settings(tmp_path, capsys, run_a,
+                                                                run_b, says):
+    a = shard(tmp_path / "a", [quality(0, 0.5)], run_a)
+    b = shard(tmp_path / "b", [quality(10, 0.45)], run_b)
+    line = says.format(a=a, b=b)
+    with pytest.raises(ValueError, match="different score-changing settings") as exc:
+        merge([a, b])
+    assert line in str(exc.value) and "--allow-mixed-settings" in str(exc.value)
+    assert main(["report", "merge", a, b, "-o", str(tmp_path / "m")]) == 2
+    assert line in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(["report", "merge", a, b, "-o", str(tmp_path / "m"),
+                 "--allow-mixed-settings"]) == 0
+    assert line in capsys.readouterr().err
+    assert f"**MIXED SETTINGS** (merged with --allow-mixed-settings): {line}" in \
+        (tmp_path / "m/results.md").read_text()
+
+
+def test_record_settings_win_and_dtype_of_speed_records_counts(tmp_path):
+    # the records say which batch size they were measured at, whatever the run's option
+    a = shard(tmp_path / "a", [quality(0, 0.5, batch_size=8)], run_with())
+    b = shard(tmp_path / "b", [quality(10, 0.45, batch_size=16)], run_with())
+    with pytest.raises(ValueError, match=f"batch size: 8 in {a}; 16 in {b}"):
+        merge([a, b])
+    c = shard(tmp_path / "c", [speed(0, 0.02, dtype="bfloat16")], run_with())
+    d = shard(tmp_path / "d", [speed(40, 0.015, dtype="float32")], run_with())
+    with pytest.raises(ValueError, match=f"dtype: 'bfloat16' in {c}; 'float32' in {d}"):
+        merge([c, d])
+
+
+def test_speed_only_shard_ignores_evaluation_options(tmp_path):
+    # an accuracy shard run with a limit and a speed shard run without: nothing mixed
+    a = shard(tmp_path / "a", [quality(0, 0.5, limit=100)], run_with(limit=100))
+    b = shard(tmp_path / "b", [speed(0, 0.02, dtype="float32")], run_with(lm_eval="0.4.1"))
+    records, runs, mixed = merge([a, b])
+    assert len(records) == 2 and len(runs) == 2 and mixed == []
