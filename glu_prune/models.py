@@ -54,6 +54,18 @@ class WeightsUnavailable(RuntimeError):
     """The model's weights cannot be had here; the message says how to provide them."""
 
 
+class ArchitectureMismatch(ValueError):
+    """Weights that load but are not the registered model (a wrong folder, a pruned save):
+    a wrong model, not a missing one, so the suite fails on it instead of skipping."""
+
+
+# The fields that make a checkpoint the registered model; anything else (rope, eos ids,
+# dtype) may differ between equally valid saves of the same weights.
+ARCHITECTURE_KEYS: tuple[str, ...] = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "intermediate_size", "vocab_size", "tie_word_embeddings")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One registered model: where its weights live and how the suite treats it."""
@@ -125,6 +137,27 @@ def make_config(name: str, *, num_layers: int | None = None):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         arch["num_hidden_layers"] = num_layers
     return LlamaConfig(**arch)
+
+
+def check_architecture(model_or_config: Any, spec: ModelSpec, num_layers: int | None = None,
+                       source: str = "") -> None:
+    """Raise ``ArchitectureMismatch`` unless ``model_or_config`` has ``spec``'s architecture.
+
+    ``num_layers``: the depth asked for (perf runs cut real shapes to a few layers); the
+    registered depth when ``None``. The message names every differing field with both values.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    expected = {key: (spec.architecture.get(key), "registered") for key in ARCHITECTURE_KEYS}
+    if num_layers is not None:
+        expected["num_hidden_layers"] = (num_layers, "requested")
+    diffs = [f"{key} {getattr(config, key, None)!r} vs {why} {want!r}"
+             for key, (want, why) in expected.items() if getattr(config, key, None) != want]
+    if diffs:
+        where = f" at {source}" if source else ""
+        raise ArchitectureMismatch(
+            f"{spec.name}: the model{where} is not {spec.name}'s registered architecture: "
+            f"{', '.join(diffs)}; point {MODELS_DIR_ENV} / --glu-models-dir at a folder whose "
+            f"{spec.name}/ holds {spec.hf_id or 'that model'}")
 
 
 def default_dtype(device: str | None = None):
@@ -200,14 +233,18 @@ def _offline_source(spec: ModelSpec, source: str) -> str:
 
 
 def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | None):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": dtype}
     source = _offline_source(spec, source)
-    if num_layers is not None:
-        kwargs["num_hidden_layers"] = num_layers
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        # The config is read and checked first: a wrong model fails before its weights load.
+        config = AutoConfig.from_pretrained(source)
+        check_architecture(config, spec, source=source)
+        if num_layers is not None:
+            config.num_hidden_layers = num_layers
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype)
+    except ArchitectureMismatch:
+        raise
     except (OSError, ValueError) as exc:
         how = (f"set {MODELS_DIR_ENV} to a folder holding {spec.name}/ or log in to the hub "
                f"(HF_TOKEN) after accepting the licence of {spec.hf_id}")
@@ -243,7 +280,8 @@ def load_model(name: str, *, weights: str = "auto", dtype=None, num_layers: int 
 
     ``weights``: ``"auto"`` (local dir / $GLU_PRUNE_MODELS_DIR / shipped files / hub) or
     ``"random"`` (random weights of the exact architecture). Raises ``WeightsUnavailable``
-    when ``"auto"`` weights cannot be had. The tokenizer is ``None`` when unavailable.
+    when ``"auto"`` weights cannot be had, and ``ArchitectureMismatch`` when the weights
+    found are not the registered architecture. The tokenizer is ``None`` when unavailable.
     """
     import torch
 

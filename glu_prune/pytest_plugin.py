@@ -13,7 +13,8 @@ import pytest
 
 from glu_prune import suite_eval as _suite_eval  # light: no torch, no lm-eval
 from glu_prune.gpus import pin_worker
-from glu_prune.models import MODELS_DIR_ENV, WeightsUnavailable
+from glu_prune.models import MODELS_DIR_ENV, ArchitectureMismatch, WeightsUnavailable
+from glu_prune.options import validate_options
 from glu_prune.suite_eval import add_options as add_eval_options
 from glu_prune.variants import (BuiltVariant, VariantCache, VariantId, all_model_names,
                                 order_key, parse_list, select_variants)
@@ -53,6 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_eval_options(group)  # --glu-limit, --glu-batch-size, ... (glu_prune.suite_eval)
 
 
+@pytest.hookimpl(tryfirst=True)  # bad options stop the run before other plugins start
 def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # an xdist worker: take its own GPU before CUDA starts
@@ -60,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
             pin_worker(workerinput["workerid"], int(workerinput["workercount"]))
         except ValueError as exc:
             raise pytest.UsageError(f"glu-prune: {exc}") from None
+    validate_options(config)  # after pinning: checking --glu-device may start CUDA
     # registered here so --strict-markers runs also work with -p no:xdist
     config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker (per variant)")
     config.stash[BUILDS_KEY] = {}
@@ -100,12 +103,17 @@ def variant(variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVaria
     """The pruned variant ``variant_id``, built once per process (skips when weights are absent)."""
     cache = request.config.stash[CACHE_KEY]
     before = cache.builds.get(variant_id.slug, 0)
+    wrong_model = None
     try:
         built = cache.get(variant_id)
     except WeightsUnavailable as exc:
         if request.config.getoption("--glu-require-weights"):
             pytest.fail(str(exc), pytrace=False)
         pytest.skip(str(exc))
+    except ArchitectureMismatch as exc:  # a wrong model, not a missing one: never a skip
+        wrong_model = str(exc)
+    if wrong_model is not None:  # failed outside the except: pytest would print it twice
+        pytest.fail(wrong_model, pytrace=False)
     if cache.builds[variant_id.slug] > before:  # travels to the xdist controller
         event = f"{os.getpid()}:{cache.builds[variant_id.slug]}"  # one id per real build
         request.node.user_properties.append(("glu_build", (variant_id.slug, event)))

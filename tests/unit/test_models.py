@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glu_prune import WeightsUnavailable, get_model_spec, load_model
-from glu_prune.models import MODELS, make_config
+from glu_prune.models import MODELS, ArchitectureMismatch, check_architecture, make_config
 
 
 def test_registry():
@@ -58,3 +58,60 @@ def test_local_models_dir(tmp_path):
 def test_bad_weights_argument():
     with pytest.raises(ValueError, match="weights must be 'auto' or 'random', got 'hub'"):
         load_model("tiny-llama", weights="hub")
+
+
+@pytest.fixture
+def tiny_saved_as_1b(tmp_path):
+    """A models folder whose llama-3.2-1b/ holds the tiny model: wrong, not missing."""
+    model, _ = load_model("tiny-llama", dtype=torch.float32, device="cpu")
+    model.save_pretrained(tmp_path / "llama-3.2-1b")
+    return tmp_path
+
+
+@pytest.mark.parametrize("num_layers", [None, 2])
+def test_wrong_model_in_models_dir_is_named(tiny_saved_as_1b, num_layers):
+    # A reduced depth (perf runs) does not excuse a wrong model: the file's depth is checked.
+    with pytest.raises(ArchitectureMismatch, match=(
+            r"^llama-3.2-1b: the model at .*llama-3.2-1b is not llama-3.2-1b's registered "
+            r"architecture: hidden_size 128 vs registered 2048, num_hidden_layers 4 vs "
+            r"registered 16, .*intermediate_size 512 vs registered 8192, vocab_size 1280 vs "
+            r"registered 128256; point GLU_PRUNE_MODELS_DIR")):
+        load_model("llama-3.2-1b", model_dir=tiny_saved_as_1b, device="cpu",
+                   num_layers=num_layers)
+
+
+def test_wrong_model_fails_before_its_weights_load(tmp_path):
+    folder = tmp_path / "llama-3.2-3b"
+    make_config("llama-3.2-1b").save_pretrained(folder)  # a config and no weights at all
+    with pytest.raises(ArchitectureMismatch, match=r"hidden_size 2048 vs registered 3072"):
+        load_model("llama-3.2-3b", model_dir=tmp_path, device="cpu")
+
+
+def test_saved_pruned_model_is_not_the_registered_one(tmp_path):
+    from glu_prune import prune_glu_mlp
+
+    model, _ = load_model("tiny-llama", dtype=torch.float32, device="cpu")
+    prune_glu_mlp(model, pct=40)
+    model.save_pretrained(tmp_path / "tiny-llama")
+    with pytest.raises(ArchitectureMismatch, match=r": intermediate_size 308 vs registered 512;"):
+        load_model("tiny-llama", model_dir=tmp_path, device="cpu")
+
+
+def test_check_architecture_compares_layers_with_the_depth_asked_for():
+    spec = get_model_spec("llama-3.2-1b")
+    config = make_config("llama-3.2-1b", num_layers=2)  # what a 2-layer perf load carries
+    check_architecture(config, spec, num_layers=2)
+    with pytest.raises(ArchitectureMismatch, match=r": num_hidden_layers 2 vs requested 4;"):
+        check_architecture(config, spec, num_layers=4)
+    with pytest.raises(ArchitectureMismatch, match=r": num_hidden_layers 2 vs registered 16;"):
+        check_architecture(config, spec)
+    untied = make_config("llama-3.2-1b")
+    untied.tie_word_embeddings = False
+    with pytest.raises(ArchitectureMismatch, match=r"tie_word_embeddings False vs registered "
+                                                   r"True"):
+        check_architecture(untied, spec)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_registered_configs_pass_their_own_check(name):
+    check_architecture(make_config(name), get_model_spec(name))
