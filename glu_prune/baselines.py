@@ -50,9 +50,13 @@ class Tolerance:
         default_factory=lambda: {"lambada_openai": 0.10})  # per-doc ppl has a long tail
 
     def __post_init__(self) -> None:
-        for name in ("z", "abs_floor", "ppl_rel"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        # A NaN bound compares False both ways, so a NaN tolerance would pass everything.
+        values = {name: getattr(self, name) for name in ("z", "abs_floor", "ppl_rel")}
+        values.update({f"ppl_rel_by_benchmark[{b!r}]": v
+                       for b, v in self.ppl_rel_by_benchmark.items()})
+        for name, value in values.items():
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
                 raise ValueError(f"tolerance {name} must be a finite number >= 0, got {value!r}")
 
     def rel_for(self, benchmark: str) -> float:
@@ -290,8 +294,16 @@ def load_baseline(path: str | Path, known: Mapping[str, Benchmark] | None = None
     return BaselineFile(path, data)
 
 
-def settings_mismatch(bf: BaselineFile, benchmark: str, run: Mapping[str, Any]) -> list[str]:
-    """Each score-changing setting where ``run`` differs from the baseline, as a sentence."""
+def settings_mismatch(bf: BaselineFile, benchmark: str, run: Mapping[str, Any],
+                      base: Mapping[str, MetricValue] | None = None,
+                      measured: Mapping[str, MetricValue] | None = None,
+                      slug: str = "") -> list[str]:
+    """Each score-changing setting where ``run`` differs from the baseline, as a sentence.
+
+    Given the baseline entry ``base`` (of variant ``slug``) and this run's ``measured``
+    metrics, a run with no limit whose sample count differs from the baseline's is one too:
+    the same settings on a different data set or revision measure something else.
+    """
     stored = bf.settings(benchmark) or {}
     out = []
     for key in MUST_MATCH:
@@ -299,12 +311,29 @@ def settings_mismatch(bf: BaselineFile, benchmark: str, run: Mapping[str, Any]) 
             out.append(f"{key}: baseline {json.dumps(stored.get(key))} "
                        f"({bf.path} benchmarks.{benchmark}.{key}), "
                        f"this run {json.dumps(run.get(key))}")
+    if run.get("limit") is None and base and measured:
+        out.extend(_count_mismatch(bf, benchmark, base, measured, slug))
+    return out
+
+
+def _count_mismatch(bf: BaselineFile, benchmark: str, base: Mapping[str, MetricValue],
+                    measured: Mapping[str, MetricValue], slug: str) -> list[str]:
+    task = (bf.settings(benchmark) or {}).get("task", benchmark)
+    out = []
+    for key, run in measured.items():
+        stored = base.get(key)
+        if stored is None or stored.n is None or run.n is None or stored.n == run.n:
+            continue
+        where = f"results.{slug}.{benchmark}.{key}.n" if slug else f"{benchmark} {key} n"
+        out.append(f"n (samples) of {key}: baseline {stored.n} ({bf.path} {where}), this run "
+                   f"{run.n} with no limit: a different data set or revision of {task}")
     return out
 
 
 def mismatch_help(diffs: list[str]) -> str:
+    """The failure text of a settings mismatch: each difference, then the two ways out."""
     return ("settings that change scores differ from the baseline's:\n  " + "\n  ".join(diffs)
-            + f"\nrerun with the baseline's settings, or re-pin with {UPDATE_FLAG} "
+            + f"\nrerun with the baseline's settings and data, or re-pin with {UPDATE_FLAG} "
               "(rewrites this benchmark's settings) and review the diff")
 
 

@@ -1,36 +1,56 @@
-"""lm-eval on an in-memory (pruned) model, with an on-disk result cache so runs resume.
+"""lm-eval on an in-memory (pruned) model, one benchmark at a time, with a result cache.
 
-One ``simple_evaluate`` call per variant covers every benchmark selected for it; each
-benchmark's result is cached under a key of variant slug, task and every setting that
-changes scores, so an interrupted run resumes and an unchanged rerun costs no model time.
-lm-eval's own response cache is never used: it is keyed by request, not by model, so
-sharing it between variants would hand one variant another's answers.
+The unit of work is one benchmark of one variant: it is evaluated in its own lm-eval
+call, cached as soon as it finishes and fails on its own, so a missing dependency of one
+task or an interrupted run costs at most that benchmark. Per variant the model identity
+is computed once and one lm-eval model wrapper (HFLM) is built once; task managers are
+built once per run (``TaskSource``).
+
+A cache key holds the model's content identity, the task's content fingerprint (its
+resolved definition and the documents evaluated) and every setting that changes scores,
+so a hit means the same model on the same test (``glu_prune.identity``). lm-eval's own
+response cache is never used: it is keyed by request, not by model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
 import hashlib
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
+import traceback
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from glu_prune.benchmarks import Benchmark, needs_default_tasks, uses_twins
+from glu_prune.identity import model_identity, task_fingerprint
 
 LOG = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the cached record's layout changes
+CACHE_FORMAT = 2  # bump when the cached record's layout changes (2: content keys)
 PYTHON_SEED = 0  # lm-eval's defaults: random 0, numpy/torch/fewshot 1234
+
+__all__ = ["BenchResult", "BenchmarkFailed", "EvalError", "EvalSettings", "MetricValue",
+           "ResultCache", "TaskSource", "VariantEvaluation", "VariantRunner",
+           "benchmark_failure", "cache_key", "evaluate_variant", "extract_metrics",
+           "load_tasks", "make_lm", "model_identity", "run_lm_eval", "run_settings",
+           "run_tasks", "task_fingerprint", "task_manager_for"]
 
 
 class EvalError(RuntimeError):
     """lm-eval ran but its output cannot be used (missing metric, wrong few-shot...)."""
+
+
+class BenchmarkFailed(EvalError):
+    """One benchmark of one variant could not be evaluated; the cause is chained."""
 
 
 @lru_cache(maxsize=1)
@@ -85,6 +105,24 @@ class MetricValue:
         return math.isfinite(self.value)
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _metric_from_json(key: str, entry: Any) -> MetricValue:
+    """A cached metric, or ValueError naming the field that is not one."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"metrics.{key}: expected an object, got {entry!r}")
+    value, se, n = entry.get("value"), entry.get("stderr"), entry.get("n")
+    if not _is_number(value):
+        raise ValueError(f"metrics.{key}.value: expected a number, got {value!r}")
+    if se is not None and not _is_number(se):
+        raise ValueError(f"metrics.{key}.stderr: expected a number or null, got {se!r}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"metrics.{key}.n: expected an integer >= 1 or null, got {n!r}")
+    return MetricValue(float(value), None if se is None else float(se), n)
+
+
 @dataclass
 class BenchResult:
     """One benchmark's measured metrics for one variant, with the settings it ran under."""
@@ -93,7 +131,7 @@ class BenchResult:
     benchmark: str
     task: str
     metrics: dict[str, MetricValue]
-    settings: dict[str, Any]  # task, num_fewshot, limit, chat_template, batch size, ...
+    settings: dict[str, Any]  # task, num_fewshot, limit, identities, batch size, ...
     cached: bool = False  # came from the on-disk cache (no model time spent)
 
     def to_json(self) -> dict[str, Any]:
@@ -102,46 +140,38 @@ class BenchResult:
                 "metrics": {k: asdict(v) for k, v in self.metrics.items()}}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BenchResult:
+    def from_json(cls, data: Any, metrics: Sequence[str] = ()) -> BenchResult:
+        """Parse a cached record; ValueError names what is wrong (also a missing metric
+        of ``metrics``)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("format") != CACHE_FORMAT:
             raise ValueError(f"cache format {data.get('format')!r}, expected {CACHE_FORMAT}")
-        metrics = {k: MetricValue(float(v["value"]), v["stderr"], v["n"])
-                   for k, v in data["metrics"].items()}
-        return cls(data["slug"], data["benchmark"], data["task"], metrics, data["settings"],
+        for key, kind in (("slug", str), ("benchmark", str), ("task", str),
+                          ("settings", dict), ("metrics", dict)):
+            if not isinstance(data.get(key), kind):
+                raise ValueError(f"{key}: expected {kind.__name__}, got {data.get(key)!r}")
+        parsed = {k: _metric_from_json(k, v) for k, v in data["metrics"].items()}
+        missing = [m for m in metrics if m not in parsed]
+        if missing:
+            raise ValueError(f"metrics: missing {', '.join(missing)}; has "
+                             f"{', '.join(parsed) or 'none'}")
+        return cls(data["slug"], data["benchmark"], data["task"], parsed, data["settings"],
                    cached=True)
 
 
-# ---------------------------------------------------------------- identity and cache keys
+# ---------------------------------------------------------------- cache keys and the cache
 
 
-def model_identity(model: Any, tokenizer: Any) -> str:
-    """A content fingerprint of the model as evaluated (config, weights, tokenizer).
+def run_settings(benchmark: Benchmark, settings: EvalSettings, identity: str,
+                 task_hash: str | None = None) -> dict[str, Any]:
+    """The full record of how ``benchmark`` is run: the cache key's content.
 
-    Weights enter through per-tensor L1 and L2 norms accumulated in float64: a retrained
-    or differently pruned model changes them, and summing all weights costs well under a
-    second even for 3B parameters. The base model's hub id or path is not enough: a
-    retrained tiny model keeps its path.
+    ``identity`` is the model's content identity, ``task_hash`` the task's content
+    fingerprint (``glu_prune.identity``); both are stored beside each result.
     """
-    import torch
-
-    h = hashlib.sha256()
-    h.update(model.config.to_json_string(use_diff=False).encode())
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            l1 = torch.linalg.vector_norm(t, ord=1, dtype=torch.float64).item()
-            l2 = torch.linalg.vector_norm(t, ord=2, dtype=torch.float64).item()
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:{l1:.9e}:{l2:.9e};".encode())
-    if tokenizer is not None:
-        vocab = sorted(tokenizer.get_vocab().items())
-        h.update(json.dumps([vocab, getattr(tokenizer, "chat_template", None),
-                             tokenizer.bos_token, tokenizer.eos_token]).encode())
-    return h.hexdigest()[:20]
-
-
-def run_settings(benchmark: Benchmark, settings: EvalSettings, identity: str) -> dict[str, Any]:
-    """The full record of how ``benchmark`` is run: the cache key's content."""
     return {"task": benchmark.task, "num_fewshot": benchmark.num_fewshot,
-            **settings.record(), "model_identity": identity}
+            **settings.record(), "model_identity": identity, "task_hash": task_hash}
 
 
 def cache_key(slug: str, benchmark: str, settings_record: dict[str, Any]) -> str:
@@ -173,25 +203,37 @@ class ResultCache:
     root: Path
     hits: int = 0
     misses: int = 0
+    _reported: set[Path] = field(default_factory=set, repr=False)
 
     def path(self, slug: str, benchmark: str, key: str) -> Path:
         return Path(self.root) / slug / f"{benchmark}.{key[:16]}.json"
 
-    def get(self, slug: str, benchmark: str, key: str) -> BenchResult | None:
-        """The cached result, or None (a corrupt entry is logged and recomputed)."""
+    def get(self, slug: str, benchmark: str, key: str,
+            metrics: Sequence[str] = ()) -> BenchResult | None:
+        """The cached result, or None. An entry that cannot be read as this benchmark's
+        result (truncated, garbage, a wrong layout, a missing one of ``metrics``) is
+        logged once and treated as absent, so it is recomputed and overwritten."""
         path = self.path(slug, benchmark, key)
         if not path.is_file():
             self.misses += 1
             return None
         try:
-            result = BenchResult.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as exc:
-            LOG.warning("ignoring unreadable cache entry %s (%s); it will be recomputed",
-                        path, exc)
+            result = BenchResult.from_json(json.loads(path.read_text(encoding="utf-8")),
+                                           metrics)
+            if (result.slug, result.benchmark) != (slug, benchmark):
+                raise ValueError(f"holds {result.slug} / {result.benchmark}")
+        except (OSError, ValueError) as exc:  # JSON and UTF-8 errors are ValueErrors
+            self._report(path, exc)
             self.misses += 1
             return None
         self.hits += 1
         return result
+
+    def _report(self, path: Path, exc: Exception) -> None:
+        if path not in self._reported:
+            self._reported.add(path)
+            LOG.warning("ignoring unreadable cache entry %s (%s); it will be recomputed",
+                        path, exc)
 
     def put(self, result: BenchResult, key: str) -> Path:
         path = self.path(result.slug, result.benchmark, key)
@@ -243,8 +285,8 @@ def _cpu_threads_for(model: Any) -> Iterator[None]:
 
 
 def task_manager_for(benchmarks: Sequence[Benchmark]):
-    """A TaskManager that knows the tasks of ``benchmarks`` (lm-eval's own index only when
-    needed: indexing it takes ~10 s)."""
+    """A new TaskManager that knows the tasks of ``benchmarks`` (lm-eval's own index only
+    when needed: indexing it takes ~10 s). ``TaskSource`` keeps them for a whole run."""
     from lm_eval.tasks import TaskManager
 
     from glu_prune import tiny
@@ -257,7 +299,7 @@ def load_tasks(task_manager: Any, benchmarks: Sequence[Benchmark]) -> list[Any]:
     """Task/Group objects for ``benchmarks``, each leaf set to its benchmark's few-shot.
 
     ``simple_evaluate`` takes one ``num_fewshot`` for all tasks; the suite needs mmlu and
-    gsm8k at 5 and the rest at 0 in one call, so few-shot is set per task here.
+    gsm8k at 5 and the rest at 0, so few-shot is set per task here.
     """
     objects = []
     for b in benchmarks:
@@ -271,30 +313,64 @@ def load_tasks(task_manager: Any, benchmarks: Sequence[Benchmark]) -> list[Any]:
     return objects
 
 
-def run_lm_eval(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark],
-                settings: EvalSettings) -> dict[str, Any]:
-    """One ``simple_evaluate`` over all ``benchmarks`` on the in-memory model; raw results."""
-    from lm_eval import simple_evaluate
+def make_lm(model: Any, tokenizer: Any, settings: EvalSettings) -> Any:
+    """lm-eval's wrapper (HFLM) of the in-memory model, built once per variant.
+
+    It gets a copy of the tokenizer: HFLM sets a missing pad token in place, which would
+    change the tokenizer's identity for the next variant sharing it.
+    """
     from lm_eval.models.huggingface import HFLM
 
     if tokenizer is None:
         raise EvalError("lm-eval needs the model's tokenizer, and none was loaded")
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size,
-              max_length=settings.max_length)
-    tm = task_manager_for(benchmarks)
-    with _serial_bootstrap(), _cpu_threads_for(model):
-        raw = simple_evaluate(
-            model=lm, tasks=load_tasks(tm, benchmarks), task_manager=tm,
-            batch_size=settings.batch_size, limit=settings.limit,
-            use_cache=None, cache_requests=False,  # never share responses between variants
-            apply_chat_template=settings.chat_template,
-            fewshot_as_multiturn=settings.chat_template,
+    return HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer),
+                batch_size=settings.batch_size, max_length=settings.max_length)
+
+
+def run_tasks(lm: Any, task_manager: Any, objects: Sequence[Any],
+              settings: EvalSettings) -> dict[str, Any]:
+    """lm-eval's ``evaluate`` over loaded task objects on the wrapped model; raw results.
+
+    Seeded as ``simple_evaluate`` seeds, which is not called because it also collects
+    environment info on every call (torch's collect_env runs pip and other subprocesses:
+    0.5 s a call here, measured), a cost one call per benchmark would pay 13 times a
+    variant. Reseeding per call also makes a benchmark's result independent of which
+    other benchmarks ran before it, as a cached result must be.
+    """
+    import random
+
+    import numpy as np
+    import torch
+    from lm_eval.evaluator import evaluate
+
+    task_dict = task_manager.load(list(objects))
+    for task in task_dict["tasks"].values():
+        task.set_fewshot_seed(seed=settings.seed)
+    random.seed(PYTHON_SEED)
+    np.random.seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    with _serial_bootstrap(), _cpu_threads_for(lm.model):
+        raw = evaluate(
+            lm=lm, task_dict=task_dict, limit=settings.limit,
+            cache_requests=False,  # never share requests or responses between variants
             bootstrap_iters=settings.bootstrap_iters, log_samples=False,
-            random_seed=PYTHON_SEED, numpy_random_seed=settings.seed,
-            torch_random_seed=settings.seed, fewshot_random_seed=settings.seed)
+            apply_chat_template=settings.chat_template,
+            fewshot_as_multiturn=settings.chat_template)
     if raw is None:
         raise EvalError("lm-eval returned no results (not rank 0?)")
     return raw
+
+
+def run_lm_eval(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark],
+                settings: EvalSettings) -> dict[str, Any]:
+    """One lm-eval call over all ``benchmarks`` together (no cache); raw results.
+
+    The suite evaluates one benchmark at a time (``VariantRunner``); this combined call is
+    kept as the reference that ``benchmarks/eval_overhead.py`` measures it against.
+    """
+    tm = task_manager_for(benchmarks)
+    return run_tasks(make_lm(model, tokenizer, settings), tm, load_tasks(tm, benchmarks),
+                     settings)
 
 
 def _leaf_tasks(raw: dict[str, Any], name: str) -> list[str]:
@@ -346,52 +422,172 @@ def _check_fewshot(raw: dict[str, Any], benchmark: Benchmark) -> None:
                             f"{benchmark.num_fewshot}-shot")
 
 
-# ---------------------------------------------------------------- the variant evaluation
+# ---------------------------------------------------------------- tasks, once per run
+
+
+class TaskSource:
+    """Benchmarks' lm-eval tasks for a whole run: one TaskManager per kind of task folder
+    (twins, lm-eval's own), and each task's content fingerprint computed once.
+
+    ``manager``: use this TaskManager for every benchmark (tests, custom task folders).
+    """
+
+    def __init__(self, manager: Any = None) -> None:
+        self._fixed = manager
+        self._managers: dict[tuple[bool, bool], Any] = {}
+        self._hashes: dict[tuple, str] = {}
+        self._fresh: tuple[tuple, list[Any]] | None = None  # loaded for a fingerprint
+
+    def manager(self, benchmark: Benchmark) -> Any:
+        """The run's TaskManager that knows ``benchmark``'s task."""
+        if self._fixed is not None:
+            return self._fixed
+        kind = (uses_twins([benchmark]), needs_default_tasks([benchmark]))
+        if kind not in self._managers:
+            self._managers[kind] = task_manager_for([benchmark])
+        return self._managers[kind]
+
+    def load(self, benchmark: Benchmark) -> list[Any]:
+        """Fresh task objects for one run of ``benchmark`` (few-shot set)."""
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None and fresh[0] == (benchmark.task, benchmark.num_fewshot):
+            return fresh[1]
+        return load_tasks(self.manager(benchmark), [benchmark])
+
+    def fingerprint(self, benchmark: Benchmark, limit: int | None) -> str:
+        """The task's content fingerprint at ``limit`` (loads the task on first use)."""
+        key = (benchmark.task, benchmark.num_fewshot, limit)
+        if key not in self._hashes:
+            objects = load_tasks(self.manager(benchmark), [benchmark])
+            self._hashes[key] = task_fingerprint(objects, limit)
+            # a cache miss right after runs these; one slot, so hits hold no data sets
+            self._fresh = (key[:2], objects)
+        return self._hashes[key]
+
+
+# ---------------------------------------------------------------- one variant
+
+
+def _release_accelerator_memory() -> None:
+    """After a failed benchmark (e.g. out of memory in generation), give back what the
+    failed call held, so the next benchmark of the variant starts clean."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class VariantRunner:
+    """Evaluates one variant one benchmark at a time: cache hit, or one lm-eval call whose
+    result is cached as soon as it returns. The model identity is computed once and the
+    HFLM wrapper built once (on the first miss); a failing benchmark raises on its own."""
+
+    def __init__(self, model: Any, tokenizer: Any, slug: str, settings: EvalSettings,
+                 cache: ResultCache | None = None, tasks: TaskSource | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 identity: str | None = None) -> None:
+        self.model, self.tokenizer, self.slug = model, tokenizer, slug
+        self.settings, self.cache = settings, cache
+        self.tasks = tasks or TaskSource()
+        self.say = progress or LOG.info
+        self._identity = identity
+        self._lm: Any = None
+        self.evaluated: list[str] = []  # benchmarks that cost model time
+
+    @property
+    def identity(self) -> str:
+        """The model's content identity (computed on first use, once)."""
+        if self._identity is None:
+            self._identity = model_identity(self.model, self.tokenizer)
+        return self._identity
+
+    def key(self, benchmark: Benchmark) -> tuple[dict[str, Any], str]:
+        """(settings record, cache key) of ``benchmark`` on this variant."""
+        task_hash = self.tasks.fingerprint(benchmark, self.settings.limit)
+        record = run_settings(benchmark, self.settings, self.identity, task_hash)
+        return record, cache_key(self.slug, benchmark.name, record)
+
+    def run(self, benchmark: Benchmark) -> BenchResult:
+        """``benchmark``'s result from the cache or from one lm-eval call (then cached)."""
+        record, key = self.key(benchmark)
+        wanted = [m.key for m in benchmark.metrics]
+        hit = self.cache.get(self.slug, benchmark.name, key, wanted) if self.cache else None
+        if hit is not None:
+            self.say(f"{self.slug}: {benchmark.name}: from the result cache")
+            return hit
+        self.say(f"{self.slug}: lm-eval on {benchmark.name}"
+                 + (f" (limit {self.settings.limit})" if self.settings.limit else ""))
+        try:
+            result = self._evaluate(benchmark, record)
+        except Exception as exc:
+            traceback.clear_frames(exc.__traceback__)  # its frames hold the call's tensors
+            _release_accelerator_memory()
+            raise
+        if self.cache is not None and all(v.finite for v in result.metrics.values()):
+            self.cache.put(result, key)  # non-finite results are not cached: a fix must rerun
+        self.evaluated.append(benchmark.name)
+        self.say(f"{self.slug}: {benchmark.name}: " + ", ".join(
+            f"{k}={v.value:.4g}" for k, v in result.metrics.items()))
+        return result
+
+    def _evaluate(self, benchmark: Benchmark, record: dict[str, Any]) -> BenchResult:
+        if self._lm is None:
+            self._lm = make_lm(self.model, self.tokenizer, self.settings)
+        raw = run_tasks(self._lm, self.tasks.manager(benchmark), self.tasks.load(benchmark),
+                        self.settings)
+        _check_fewshot(raw, benchmark)
+        return BenchResult(self.slug, benchmark.name, benchmark.task,
+                           extract_metrics(raw, benchmark), record)
 
 
 @dataclass
 class VariantEvaluation:
-    """Results of one variant (from cache or a fresh lm-eval call)."""
+    """Results of one variant: per benchmark a result or the error that stopped it."""
 
     slug: str
     results: dict[str, BenchResult] = field(default_factory=dict)
     evaluated: list[str] = field(default_factory=list)  # benchmarks that cost model time
+    errors: dict[str, Exception] = field(default_factory=dict)
+
+    def result(self, benchmark: str) -> BenchResult:
+        """The result of ``benchmark``; ``BenchmarkFailed`` (cause chained) if it failed."""
+        if benchmark in self.errors:
+            raise benchmark_failure(self.slug, benchmark, self.errors[benchmark])
+        try:
+            return self.results[benchmark]
+        except KeyError:
+            raise KeyError(f"{self.slug}: {benchmark!r} was not evaluated; evaluated: "
+                           f"{', '.join([*self.results, *self.errors]) or 'none'}") from None
+
+
+def benchmark_failure(slug: str, benchmark: str, exc: BaseException) -> BenchmarkFailed:
+    """The error a benchmark's tests fail with: its own cause, named and chained."""
+    err = BenchmarkFailed(f"{slug} / {benchmark}: evaluation failed: "
+                          f"{type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
 
 
 def evaluate_variant(model: Any, tokenizer: Any, slug: str, benchmarks: Sequence[Benchmark],
                      settings: EvalSettings, cache: ResultCache | None = None,
-                     progress: Callable[[str], None] | None = None) -> VariantEvaluation:
-    """Results of every benchmark in ``benchmarks`` for one variant.
+                     progress: Callable[[str], None] | None = None, *,
+                     tasks: TaskSource | None = None,
+                     identity: str | None = None) -> VariantEvaluation:
+    """Results of every benchmark in ``benchmarks`` for one variant, one at a time.
 
-    Cached results are reused; the rest run in one lm-eval call, and each result with
-    finite values is written to the cache as soon as the call returns.
+    Each is read from the cache or evaluated in its own lm-eval call and cached when it
+    finishes. A benchmark that fails is recorded in ``errors`` (``result()`` raises it)
+    and the others still run. ``tasks`` shares task managers and fingerprints between
+    variants; ``identity`` skips recomputing a known model identity.
     """
-    say = progress or LOG.info
-    identity = model_identity(model, tokenizer)
+    runner = VariantRunner(model, tokenizer, slug, settings, cache, tasks, progress, identity)
     out = VariantEvaluation(slug)
-    missing: list[tuple[Benchmark, dict[str, Any], str]] = []
     for b in benchmarks:
-        record = run_settings(b, settings, identity)
-        key = cache_key(slug, b.name, record)
-        hit = cache.get(slug, b.name, key) if cache is not None else None
-        if hit is not None:
-            out.results[b.name] = hit
-        else:
-            missing.append((b, record, key))
-    if not missing:
-        say(f"{slug}: all {len(benchmarks)} benchmarks from the result cache")
-        return out
-    names = ", ".join(b.name for b, _, _ in missing)
-    say(f"{slug}: lm-eval on {len(missing)} benchmark(s): {names}"
-        + (f" (limit {settings.limit})" if settings.limit else ""))
-    raw = run_lm_eval(model, tokenizer, [b for b, _, _ in missing], settings)
-    for b, record, key in missing:
-        _check_fewshot(raw, b)
-        result = BenchResult(slug, b.name, b.task, extract_metrics(raw, b), record)
-        if cache is not None and all(v.finite for v in result.metrics.values()):
-            cache.put(result, key)  # non-finite results are not cached: a fix must rerun
-        out.results[b.name] = result
-        out.evaluated.append(b.name)
-        say(f"{slug}: {b.name}: " + ", ".join(f"{k}={v.value:.4g}"
-                                               for k, v in result.metrics.items()))
+        try:
+            out.results[b.name] = runner.run(b)
+        except Exception as exc:  # one benchmark's failure is its own (KeyboardInterrupt is not)
+            LOG.error("%s / %s: evaluation failed: %s: %s", slug, b.name,
+                      type(exc).__name__, exc)
+            out.errors[b.name] = exc
+    out.evaluated = runner.evaluated
     return out

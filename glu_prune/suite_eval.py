@@ -1,8 +1,10 @@
 """pytest-facing glue of the accuracy/perplexity suite (wired in by ``pytest_plugin``).
 
-Each variant is evaluated once, on its first accuracy/perplexity test, over every
-benchmark selected for it in this session; every test then judges its own benchmark
-against the baseline file. Light on import: no torch or lm-eval until a test runs.
+Each test evaluates its own benchmark (from the result cache, or in one lm-eval call that
+is cached as soon as it returns) and judges it against the baseline file; a benchmark
+that fails fails only its own tests. Per variant the model identity and the lm-eval
+wrapper are made once, and released after the variant's last evaluation test, so one
+variant stays resident. Light on import: no torch or lm-eval until a test runs.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from glu_prune.baselines import (UPDATE_FLAG, BaselineError, BaselineFile, Toler
                                  baseline_path, compare_metric, load_baseline, mismatch_help,
                                  settings_mismatch, update_baseline)
 from glu_prune.benchmarks import Benchmark, benchmarks_for
-from glu_prune.evaluate import (EvalSettings, ResultCache, VariantEvaluation,
-                                evaluate_variant, run_settings)
+from glu_prune.evaluate import (BenchResult, EvalSettings, ResultCache, TaskSource,
+                                VariantRunner, benchmark_failure, run_settings)
 
 LOG = logging.getLogger(__name__)
 PARAM_BY_KIND = {"accuracy": "accuracy_benchmark", "perplexity": "perplexity_benchmark"}
@@ -65,23 +67,48 @@ def add_options(group: Any) -> None:
 
 
 def parse_ppl_tol(text: str | None) -> dict[str, Any]:
-    """``--glu-ppl-tol`` as Tolerance keyword arguments."""
+    """``--glu-ppl-tol`` as Tolerance keyword arguments: one number for every perplexity
+    benchmark, or ``name=value`` pairs naming registered perplexity benchmarks.
+
+    Raises ``pytest.UsageError`` naming the option, the bad part and what is valid: a NaN
+    would turn the gate off and a misspelt name would be ignored, both silently.
+    """
+    import math
+
+    from glu_prune.benchmarks import BENCHMARK_SETS
+
+    def number(value: str) -> float:
+        try:
+            tol = float(value)
+        except ValueError:
+            tol = math.nan
+        if not (math.isfinite(tol) and tol >= 0):
+            raise pytest.UsageError(f"--glu-ppl-tol={text}: {value.strip()!r} is not a "
+                                    f"tolerance; valid: a finite number >= 0, e.g. 0.05")
+        return tol
+
     if not text:
         return {}
     if "=" not in text:
-        return {"ppl_rel": float(text)}
-    pairs = {}
+        return {"ppl_rel": number(text)}
+    known = sorted({b.name for s in BENCHMARK_SETS.values() for b in s if b.has_perplexity})
+    pairs: dict[str, float] = {}
     for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep:
-            raise pytest.UsageError(f"--glu-ppl-tol: expected name=value, got {part!r}")
-        pairs[name.strip()] = float(value)
+        name, sep, value = (x.strip() for x in part.partition("="))
+        why = (f"expected name=value, got {part.strip()!r}" if not sep
+               else f"{name!r} is not a perplexity benchmark" if name not in known
+               else f"{name!r} is given twice" if name in pairs else "")
+        if why:
+            raise pytest.UsageError(f"--glu-ppl-tol={text}: {why}; valid: one number, or "
+                                    f"name=value pairs with names {', '.join(known)}")
+        pairs[name] = number(value)
     return {"ppl_rel_by_benchmark": {**Tolerance().ppl_rel_by_benchmark, **pairs}}
 
 
 @dataclass
 class EvalSession:
-    """Session state (kept in ``config.stash``): settings, cache and per-variant results."""
+    """Session state (kept in ``config.stash``): settings, cache, the run's tasks, and the
+    current variant's runner and per-benchmark outcomes (a result or the error)."""
 
     settings: EvalSettings
     tolerance: Tolerance
@@ -90,7 +117,9 @@ class EvalSession:
     update: bool
     say: Callable[[str], None] = LOG.info
     uncaptured: Callable[[], Any] = contextlib.nullcontext  # lm-eval's bars reach the terminal
-    done: dict[str, VariantEvaluation | BaseException] = field(default_factory=dict)
+    tasks: TaskSource = field(default_factory=TaskSource)  # task managers: one per run
+    runner: VariantRunner | None = None
+    outcomes: dict[str, BenchResult | Exception] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EvalSession:
@@ -117,21 +146,37 @@ class EvalSession:
                    Path(opt("--glu-baselines-dir") or root / "baselines"),
                    bool(opt(UPDATE_FLAG)), say, uncaptured)
 
-    def evaluation(self, variant: Any, wanted: list[Benchmark]) -> VariantEvaluation:
-        """The variant's results, evaluating at most once per session (failures included)."""
-        got = self.done.get(variant.slug)
-        if got is None or (isinstance(got, VariantEvaluation)
-                           and any(b.name not in got.results for b in wanted)):
+    def result(self, variant: Any, benchmark: Benchmark) -> BenchResult:
+        """``benchmark``'s result on ``variant``, evaluated at most once per session; if it
+        failed, ``BenchmarkFailed`` naming its own cause (the variant's other benchmarks
+        are unaffected)."""
+        runner = self._runner_for(variant)
+        got = self.outcomes.get(benchmark.name)
+        if got is None:
             try:
                 with self.uncaptured():
-                    got = evaluate_variant(variant.model, variant.tokenizer, variant.slug,
-                                           wanted, self.settings, self.cache, self.say)
-            except Exception as exc:  # every test of the variant reports the same failure
+                    got = runner.run(benchmark)
+            except Exception as exc:  # this benchmark's tests fail; the others still run
                 got = exc
-            self.done = {variant.slug: got}  # one variant's results resident at a time
-        if isinstance(got, BaseException):
-            raise got
+            self.outcomes[benchmark.name] = got
+        if isinstance(got, Exception):
+            raise benchmark_failure(variant.slug, benchmark.name, got)
         return got
+
+    def _runner_for(self, variant: Any) -> VariantRunner:
+        """The variant's runner: identity and HFLM made once per variant, not per test."""
+        if self.runner is None or self.runner.model is not variant.model \
+                or self.runner.slug != variant.slug:
+            self.release()
+            self.runner = VariantRunner(variant.model, variant.tokenizer, variant.slug,
+                                        self.settings, self.cache, self.tasks, self.say)
+        return self.runner
+
+    def release(self) -> None:
+        """Drop the current variant's runner and outcomes (they hold its model and, for
+        failures, tracebacks), so the next variant is built with one variant resident."""
+        self.runner = None
+        self.outcomes = {}
 
 
 SESSION_KEY = pytest.StashKey[EvalSession]()
@@ -143,15 +188,24 @@ def session_of(config: pytest.Config) -> EvalSession:
     return config.stash[SESSION_KEY]
 
 
-def selected_benchmarks(items: list[pytest.Item], vid: Any, model: str) -> list[Benchmark]:
-    """Benchmarks that this session's (selected) tests need for variant ``vid``, in
-    registry order: the one lm-eval call of the variant covers exactly these."""
-    names = set()
-    for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if params.get("variant_id") == vid:
-            names.update(params[p].name for p in PARAM_BY_KIND.values() if p in params)
-    return [b for b in benchmarks_for(model) if b.name in names]
+def _eval_params(item: pytest.Item) -> tuple[Any, Benchmark | None]:
+    """(variant id, benchmark) of an accuracy/perplexity test; benchmark None otherwise."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    bench = next((params[p] for p in PARAM_BY_KIND.values() if p in params), None)
+    return params.get("variant_id"), bench
+
+
+def last_evaluation_of_variant(item: pytest.Item) -> bool:
+    """Whether no later test of this session evaluates ``item``'s variant (its tests run
+    together, so its runner can be released when this one ends)."""
+    items = item.session.items
+    vid = _eval_params(item)[0]
+    try:
+        later = items[items.index(item) + 1:]
+    except ValueError:  # not a collected item (run by hand): keep nothing resident
+        return True
+    return not any(_eval_params(i)[1] is not None and _eval_params(i)[0] == vid
+                   for i in later)
 
 
 @dataclass
@@ -177,7 +231,8 @@ class Judge:
             pytest.skip(_no_baseline(bf, vid.slug, benchmark.name))
 
     def check(self, variant: Any, benchmark: Benchmark, kind: str) -> None:
-        """Evaluate (once per variant), then compare ``kind`` metrics with the baseline."""
+        """Evaluate this benchmark (once per session), then compare ``kind`` metrics with
+        the baseline."""
         model, slug, s = variant.spec.name, variant.slug, self.session
         metrics = benchmark.metrics_of(kind)
         bf = None
@@ -191,10 +246,7 @@ class Judge:
             if diffs and bf.settings(benchmark.name) is not None:
                 pytest.fail(f"{model} / {slug} / {benchmark.name}: {mismatch_help(diffs)}",
                             pytrace=False)
-        wanted = selected_benchmarks(self.request.session.items, variant.id, model)
-        if benchmark not in wanted:
-            wanted.append(benchmark)
-        result = s.evaluation(variant, wanted).results[benchmark.name]
+        result = s.result(variant, benchmark)
         measured = {m.key: result.metrics[m.key] for m in metrics}
         if s.update:
             for key, mv in measured.items():
@@ -221,9 +273,14 @@ class Judge:
     def _judge(self, bf: BaselineFile, variant: Any, benchmark: Benchmark, measured: dict,
                result: Any) -> None:
         model, slug = variant.spec.name, variant.slug
-        base = _lookup(bf, slug, variant.pct, benchmark.name)
-        if base is None:
+        found = _lookup(bf, slug, variant.pct, benchmark.name)
+        if found is None:
             pytest.skip(_no_baseline(bf, slug, benchmark.name))
+        base_slug, base = found
+        diffs = settings_mismatch(bf, benchmark.name, result.settings, base, measured, base_slug)
+        if diffs:  # e.g. another data set: a comparison would measure nothing
+            pytest.fail(f"{model} / {slug} / {benchmark.name}: {mismatch_help(diffs)}",
+                        pytrace=False)
         failures, missing = [], []
         for key, run in measured.items():
             if key not in base:
@@ -261,16 +318,20 @@ class Judge:
         self.request.node.user_properties.append((RECORD_KEY, record))
 
 
-def _lookup(bf: BaselineFile, slug: str, pct: float, benchmark: str) -> dict | None:
-    """The baseline entry; level 0 is the same model under every method, so any p0 entry
-    of the model serves."""
+def _lookup(bf: BaselineFile, slug: str, pct: float,
+            benchmark: str) -> tuple[str, dict] | None:
+    """(slug of the entry, baseline entry); level 0 is the same model under every method,
+    so any p0 entry of the model serves."""
     entry = bf.entry(slug, benchmark)
-    if entry is None and pct == 0:
+    if entry is not None:
+        return slug, entry
+    if pct == 0:
         for other in bf.slugs():
-            if other.startswith(f"{bf.model}-") and other.rsplit("-", 1)[-1] == "p0":
-                if (entry := bf.entry(other, benchmark)) is not None:
-                    break
-    return entry
+            same_model_p0 = (other.startswith(f"{bf.model}-")
+                             and other.rsplit("-", 1)[-1] == "p0")
+            if same_model_p0 and (entry := bf.entry(other, benchmark)) is not None:
+                return other, entry
+    return None
 
 
 def _no_baseline(bf: BaselineFile, slug: str, benchmark: str,
@@ -282,11 +343,15 @@ def _no_baseline(bf: BaselineFile, slug: str, benchmark: str,
 
 
 def judge_for(request: pytest.FixtureRequest) -> Judge:
-    """Build the ``glu_eval`` fixture value; skips early when the baseline has no entry."""
-    judge = Judge(session_of(request.config), request)
-    params = getattr(getattr(request.node, "callspec", None), "params", {})
-    vid = params.get("variant_id")
-    bench = next((params[p] for p in PARAM_BY_KIND.values() if p in params), None)
+    """Build the ``glu_eval`` fixture value; skips early when the baseline has no entry.
+    After the variant's last evaluation test the session releases its runner."""
+    session = session_of(request.config)
+    judge = Judge(session, request)
+    vid, bench = _eval_params(request.node)
     if vid is not None and bench is not None:
+        def release_after_last() -> None:
+            if last_evaluation_of_variant(request.node):
+                session.release()
+        request.addfinalizer(release_after_last)
         judge.precheck(vid, bench)
     return judge

@@ -30,7 +30,8 @@ def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
     benches = [get_benchmark(model_name, n) for n in names]
     ev = evaluate_variant(model, tokenizer, "tiny-compare", benches, EvalSettings(), cache=None,
                           progress=log.debug)
-    return {n: {k: v.value for k, v in r.metrics.items()} for n, r in ev.results.items()}
+    # result() raises a failed twin's own error instead of a bare KeyError
+    return {b.name: {k: v.value for k, v in ev.result(b.name).metrics.items()} for b in benches}
 
 
 def compare_methods(pcts: list[int] | tuple[int, ...] = (10, 30),

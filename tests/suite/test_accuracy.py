@@ -1,8 +1,9 @@
 """Accuracy of every variant on every benchmark of its set, against the stored baselines.
 
 Ids read ``test_accuracy[<variant slug>-<benchmark>]``, so ``-k 1b`` / ``-k tiny`` /
-``-k p40`` / ``-k mmlu`` select naturally. Each variant is evaluated once (one lm-eval
-call over all its selected benchmarks); each test judges one benchmark's accuracy metrics.
+``-k p40`` / ``-k mmlu`` select naturally. Each benchmark of a variant is evaluated on its own
+(one lm-eval call, cached as soon as it finishes), so a failing benchmark fails only its own
+tests; each test judges one benchmark's accuracy metrics.
 """
 
 import pytest
