@@ -1,0 +1,5 @@
+"""``python -m glu_prune.task_fixtures``: the dress rehearsal (see ``rehearse.py``)."""
+
+from glu_prune.task_fixtures.rehearse import main
+
+raise SystemExit(main())
