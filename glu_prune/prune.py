@@ -143,11 +143,11 @@ def select_kept(scores: torch.Tensor, k: int, *, name: str = "scores") -> torch.
 def _slice_linear(lin: nn.Linear, idx: torch.Tensor, dim: int) -> None:
     """Keep ``idx`` along ``dim`` of ``lin.weight`` (0 = output rows, 1 = input columns)."""
     idx = idx.to(lin.weight.device)
-    with torch.no_grad():
-        lin.weight = nn.Parameter(lin.weight.index_select(dim, idx).clone(),
+    with torch.no_grad():  # index_select already copies: no clone() (one copy, not two)
+        lin.weight = nn.Parameter(lin.weight.index_select(dim, idx),
                                   requires_grad=lin.weight.requires_grad)
         if dim == 0 and lin.bias is not None:
-            lin.bias = nn.Parameter(lin.bias.index_select(0, idx).clone(),
+            lin.bias = nn.Parameter(lin.bias.index_select(0, idx),
                                     requires_grad=lin.bias.requires_grad)
     if dim == 0:
         lin.out_features = len(idx)

@@ -31,7 +31,8 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     ({"expansion_ratio": 4.0}, r"expansion_ratio must be in \(0, 4\).*got 4.0"),
     ({"expansion_ratio": 5.5}, r"expansion_ratio must be in \(0, 4\).*got 5.5"),
     ({"pct": 10, "method": "magnitude"}, r"unknown importance method 'magnitude'; known "
-                                         r"methods: l2, maw, pon, random, vow"),
+                                         r"methods: act, flap, l2, l2_full, maw, maw_hybrid, pon, "
+                                         r"random, vow, wanda_sp"),
     ({"pct": 10, "round_to": 0}, r"round_to must be an integer >= 1, got 0"),
 ])
 def test_bad_arguments_leave_model_unchanged(tiny, kwargs, message):
