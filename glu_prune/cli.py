@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -17,9 +18,11 @@ from typing import Callable
 
 from tabulate import tabulate
 
+from glu_prune.console import quiet_libraries
 from glu_prune.importance import SCORERS
-from glu_prune.models import MODELS, get_model_spec, load_model, make_config
-from glu_prune.prune import expansion_table, prune_glu_mlp
+from glu_prune.models import (MODELS, ArchitectureMismatch, WeightsUnavailable, get_model_spec,
+                              load_model, make_config)
+from glu_prune.prune import expansion_table, kept_count, prune_glu_mlp
 
 LOG = logging.getLogger("glu_prune")
 
@@ -69,11 +72,36 @@ def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
         LOG.warning("could not delete the replaced folder %s; delete it by hand", old)
 
 
+def check_prune_level(args: argparse.Namespace) -> int:
+    """The kept size that ``args`` ask for, from the registered architecture: a bad
+    ``--pct``, ``--expansion-ratio`` or ``--round-to`` fails here, before any model loads
+    (a loaded model must have that architecture, so the size is the one pruning gets)."""
+    spec = get_model_spec(args.model)
+    try:
+        return kept_count(spec.intermediate_size, pct=args.pct,
+                          expansion_ratio=args.expansion_ratio, hidden_size=spec.hidden_size,
+                          round_to=args.round_to)
+    except ValueError as exc:  # name the options, not the library's arguments
+        raise ValueError(f"{args.model}: {_as_options(str(exc))}") from None
+
+
+def _as_options(message: str, pct: str = "--pct") -> str:
+    """A library message with its argument names spelt as this command's options
+    (``round_to=8`` -> ``--round-to 8``); ``pct``: what a pct is called here."""
+    names = {"expansion_ratio": "--expansion-ratio", "round_to": "--round-to", "pct": pct}
+
+    def option(m: re.Match) -> str:
+        return names[m[1]] + (" " if m[2] else "")
+    return re.sub(r"\b(expansion_ratio|round_to|pct)\b(=)?", option, message)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a registered model (or a local directory) and save it with its report."""
     out = Path(args.out)
     check_out_dir(out, args.force)
-    model, tok = load_model(args.model, weights=args.weights, model_dir=args.model_dir)
+    check_prune_level(args)
+    with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
+        model, tok = load_model(args.model, weights=args.weights, model_dir=args.model_dir)
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
                            method=args.method, round_to=args.round_to, seed=args.seed)
 
@@ -85,7 +113,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             {"model": args.model, "weights": args.weights, **report.to_dict()}, indent=1))
 
     try:
-        write_folder_atomically(out, write)
+        with quiet_libraries(verbose=args.verbose):
+            write_folder_atomically(out, write)
     except OSError as exc:
         raise OSError(f"could not save the pruned model to {out} ({exc}); {out} was left "
                       f"as it was") from exc
@@ -95,12 +124,28 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_levels(text: str) -> list[float]:
+    """``--levels``: a comma list of percentages; the error names the part that is not one."""
+    levels = []
+    for part in text.split(","):
+        try:
+            levels.append(float(part))
+        except ValueError:
+            raise ValueError(f"--levels {text!r}: {part.strip()!r} is not a number; give a "
+                             f"comma list of percentages in [0, 100), e.g. 0,10,40") from None
+    return levels
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     """Print a model's expansion table from its embedded config (no weights needed)."""
     spec = get_model_spec(args.model)
-    levels = [float(x) for x in args.levels.split(",")] if args.levels else spec.levels
-    rows = expansion_table(make_config(args.model), levels, round_to=args.round_to,
-                           prompt_len=args.prompt_len)
+    levels = parse_levels(args.levels) if args.levels else spec.levels
+    try:
+        rows = expansion_table(make_config(args.model), levels, round_to=args.round_to,
+                               prompt_len=args.prompt_len)
+    except ValueError as exc:
+        raise ValueError(f"{args.model}: {_as_options(str(exc), pct='a --levels entry')}") \
+            from None
     headers = {"pct": "pruned %", "intermediate_size": "intermediate", "expansion_ratio":
                "expansion", "total_params": "params", "params_removed_pct": "params removed %",
                "ideal_prefill_speedup": "ideal prefill x", "ideal_decode_speedup":
@@ -110,11 +155,24 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_plots_installed(plots: bool) -> None:
+    """``--plots`` needs matplotlib (the plots extra): say so before any work."""
+    if not plots:
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("--plots needs matplotlib, which is not installed: "
+                         "pip install -e \".[plots]\" from a checkout, or pip install "
+                         "matplotlib; or leave out --plots") from None
+
+
 def cmd_report_merge(args: argparse.Namespace) -> int:
     """Merge shards' results.json into one results.json + results.md."""
     from glu_prune.report import write_results
     from glu_prune.report_io import ReportLock, merge
 
+    check_plots_installed(args.plots)
     records, runs, mixed = merge(args.inputs, allow_mixed_settings=args.allow_mixed_settings)
     if not records:
         raise ValueError(f"no records in {', '.join(args.inputs)}; nothing to merge")
@@ -148,10 +206,24 @@ def cmd_report_check(args: argparse.Namespace) -> int:
     return 1 if regs else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the fix, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def program_name(argv0: str | None = None) -> str:
+    """``glu-prune`` (the console script), or ``python -m glu_prune`` when run that way."""
+    name = Path(argv0 if argv0 is not None else sys.argv[0]).name
+    return "python -m glu_prune" if name == "__main__.py" else "glu-prune"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m glu_prune", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser = OneLineParser(prog=prog or program_name(), description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress and show the libraries' progress bars (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prune", help="prune a model and save it")
@@ -171,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out folder (the old one stays intact if "
                         "saving fails) (default: off)")
+    # also after the subcommand; SUPPRESS keeps a -v given before it
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="as glu-prune -v")
     p.set_defaults(func=cmd_prune)
 
     t = sub.add_parser("table", help="print the expansion table of a model")
@@ -203,16 +278,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hint(exc: BaseException, args: argparse.Namespace) -> str:
+    """This command's own way around an expected error (appended to its message)."""
+    if isinstance(exc, WeightsUnavailable):
+        return ("; or pass --model-dir DIR (a folder with the model's config.json and "
+                "weights), or --weights random (random weights of the exact architecture)")
+    if isinstance(exc, ArchitectureMismatch):
+        return f"; pass --model-dir DIR with a folder that holds {args.model}"
+    return ""
+
+
+def _message(exc: BaseException) -> str:
+    """The first line of an error's message (a KeyError's is its first argument)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit status. Every expected error is one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError) as exc:
-        sys.stderr.write(f"error: {exc.args[0] if exc.args else exc}\n")
+    except (ValueError, KeyError, TypeError, WeightsUnavailable) as exc:
+        sys.stderr.write(f"{parser.prog}: error: {_message(exc)}{_hint(exc, args)}\n")
         return 2
     except OSError as exc:  # disk full, permissions: the message names the path
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"{parser.prog}: error: {_message(exc)}{_hint(exc, args)}\n")
         return 1

@@ -185,6 +185,22 @@ def has_local_weights(name: str, model_dir: str | os.PathLike | None = None) -> 
     return (Path(_weight_source(get_model_spec(name), model_dir)) / "config.json").is_file()
 
 
+def weights_obtainable(name: str, model_dir: str | os.PathLike | None = None) -> bool:
+    """Whether ``load_model(weights="auto")`` can get weights: on disk, in the local hub
+    cache, or from a reachable hub (it may still fail later, e.g. a licence not accepted)."""
+    if has_local_weights(name, model_dir):
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    source = _weight_source(get_model_spec(name), model_dir)
+    try:
+        if isinstance(try_to_load_from_cache(source, "config.json"), str):
+            return True
+    except ValueError:  # not a hub id (a folder without config.json)
+        return False
+    return hub_reachable()
+
+
 def _random_model(spec: ModelSpec, dtype, num_layers: int | None, seed: int):
     import torch
     from transformers import AutoModelForCausalLM
@@ -195,18 +211,30 @@ def _random_model(spec: ModelSpec, dtype, num_layers: int | None, seed: int):
     return model.eval()
 
 
-@functools.lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connect (checked once per process).
+def hub_offline() -> bool:
+    """Whether the hub client is in offline mode (``HF_HUB_OFFLINE`` or
+    ``TRANSFORMERS_OFFLINE`` set when it was imported): no request is even tried."""
+    from huggingface_hub import constants
 
-    Without it an offline machine spends ~45 s in the hub client's retries per model.
+    return constants.is_offline_mode()
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub can be asked for weights: not in offline mode, and its endpoint
+    answers a TCP connect (probed once per process)."""
+    return not hub_offline() and _endpoint_answers(timeout)
+
+
+@functools.lru_cache(maxsize=1)
+def _endpoint_answers(timeout: float) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect (once per process).
+
+    Without the probe an offline machine spends ~45 s in the hub client's retries per model.
     """
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
-        return False
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
@@ -216,8 +244,20 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _no_hub_help(spec: ModelSpec, source: str) -> str:
+    """Why ``source`` cannot be had without the hub, and the ways to provide it."""
+    online = f"run once online (HF_TOKEN, licence of {spec.hf_id} accepted) to fill the cache"
+    if hub_offline():  # the user chose this: say so, not "unreachable"
+        why = "offline mode (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)"
+        online = f"unset HF_HUB_OFFLINE and {online}"
+    else:
+        why = "the hub is unreachable"
+    return (f"{spec.name}: {why} and {source} is not in the local hub cache; set "
+            f"{MODELS_DIR_ENV} to a folder holding {spec.name}/, or {online}")
+
+
 def _offline_source(spec: ModelSpec, source: str) -> str:
-    """``source`` itself, or its local hub-cache snapshot when the hub cannot be reached."""
+    """``source`` itself, or its local hub-cache snapshot when the hub cannot be asked."""
     if Path(source).is_dir() or hub_reachable():
         return source
     from huggingface_hub import snapshot_download
@@ -226,10 +266,7 @@ def _offline_source(spec: ModelSpec, source: str) -> str:
     try:
         return snapshot_download(source, local_files_only=True)
     except (LocalEntryNotFoundError, OSError, ValueError):
-        raise WeightsUnavailable(
-            f"{spec.name}: the hub is unreachable and {source} is not in the local hub cache; "
-            f"set {MODELS_DIR_ENV} to a folder holding {spec.name}/, or run once online "
-            f"(HF_TOKEN, licence of {spec.hf_id} accepted) to fill the cache") from None
+        raise WeightsUnavailable(_no_hub_help(spec, source)) from None
 
 
 def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | None):

@@ -215,8 +215,9 @@ def check_plots(enabled: bool | None) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise BadOption("--glu-plots", None, "install matplotlib: pip install "
-                        "'glu-prune[plots]'", "matplotlib is not installed") from None
+        raise BadOption("--glu-plots", None, "install matplotlib: pip install -e "
+                        "'.[plots]' in a checkout, or pip install matplotlib",
+                        "matplotlib is not installed") from None
 
 
 # ---------------------------------------------------------------- numbers

@@ -12,9 +12,12 @@ from typing import Any, Callable
 import pytest
 
 from glu_prune import suite_eval as _suite_eval  # light: no torch, no lm-eval
+from glu_prune.console import quiet_libraries
 from glu_prune.gpus import pin_worker
-from glu_prune.models import MODELS_DIR_ENV, ArchitectureMismatch, WeightsUnavailable
+from glu_prune.models import (MODELS_DIR_ENV, ArchitectureMismatch, WeightsUnavailable,
+                              weights_obtainable)
 from glu_prune.options import validate_options
+from glu_prune.preflight import PreflightError, check_ifeval_resources
 from glu_prune.suite_eval import add_options as add_eval_options
 from glu_prune.variants import (BuiltVariant, VariantCache, VariantId, all_model_names,
                                 order_key, parse_list, select_variants)
@@ -105,7 +108,9 @@ def variant(variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVaria
     before = cache.builds.get(variant_id.slug, 0)
     wrong_model = None
     try:
-        built = cache.get(variant_id)
+        # transformers' "Loading weights" bar and load chatter: only with pytest -v
+        with quiet_libraries(verbose=request.config.getoption("verbose") > 0):
+            built = cache.get(variant_id)
     except WeightsUnavailable as exc:
         if request.config.getoption("--glu-require-weights"):
             pytest.fail(str(exc), pytrace=False)
@@ -155,6 +160,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (1, order_key(vid, models), index) if vid else (0, (), index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
+    check_selected_resources(config, items)
+
+
+def check_selected_resources(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stop before any model is built when a selected benchmark cannot score here.
+
+    lm-eval's ifeval fails inside scoring, after all generation, when nltk's punkt_tab
+    data is missing; so check it up front, for models whose weights can be had (a model
+    that will skip for missing weights never reaches scoring).
+    """
+    models_dir = config.getoption("--glu-models-dir")
+    needs = {vid.model for item in items if (vid := _variant_of(item)) is not None
+             and any(getattr(b, "task", None) == "ifeval" for b in _benchmarks_of(item))}
+    if any(weights_obtainable(m, models_dir) for m in sorted(needs)):
+        try:
+            check_ifeval_resources()
+        except PreflightError as exc:
+            raise pytest.UsageError(f"glu-prune: {exc}") from None
+
+
+def _benchmarks_of(item: pytest.Item) -> list[Any]:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return [params[p] for p in _suite_eval.PARAM_BY_KIND.values() if p in params]
 
 
 class LoadgroupGuard:

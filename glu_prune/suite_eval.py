@@ -21,6 +21,7 @@ from glu_prune.baselines import (UPDATE_FLAG, BaselineError, BaselineFile, Toler
                                  baseline_path, compare_metric, load_baseline, mismatch_help,
                                  settings_mismatch, update_baseline)
 from glu_prune.benchmarks import Benchmark, benchmarks_for
+from glu_prune.console import progress_line, quiet_libraries
 from glu_prune.evaluate import (BenchResult, EvalSettings, ResultCache, TaskSource,
                                 VariantRunner, benchmark_failure, run_settings)
 
@@ -105,6 +106,10 @@ def parse_ppl_tol(text: str | None) -> dict[str, Any]:
     return {"ppl_rel_by_benchmark": {**Tolerance().ppl_rel_by_benchmark, **pairs}}
 
 
+def _no_newline() -> None:
+    """No terminal (an xdist worker): nothing to end."""
+
+
 @dataclass
 class EvalSession:
     """Session state (kept in ``config.stash``): settings, cache, the run's tasks, and the
@@ -120,6 +125,8 @@ class EvalSession:
     tasks: TaskSource = field(default_factory=TaskSource)  # task managers: one per run
     runner: VariantRunner | None = None
     outcomes: dict[str, BenchResult | Exception] = field(default_factory=dict)
+    verbose: bool = False  # pytest -v: lm-eval's own bars and INFO logs
+    newline: Callable[[], None] = _no_newline  # ends pytest's line of dots first
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EvalSession:
@@ -133,18 +140,16 @@ class EvalSession:
             raise pytest.UsageError(f"glu-prune: {exc}") from None
         cache_dir = Path(opt("--glu-cache-dir") or root / ".glu_cache") / "eval"
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-
-        def say(msg: str) -> None:
-            LOG.info(msg)
-            if reporter is not None:  # visible progress (absent on xdist workers)
-                reporter.ensure_newline()
-                reporter.write_line(f"[glu-prune] {msg}")
         capman = config.pluginmanager.get_plugin("capturemanager")
         uncaptured = (capman.global_and_fixture_disabled if capman is not None
                       and reporter is not None else contextlib.nullcontext)
+        # progress reaches the console as one line per benchmark (console.progress_line);
+        # say() only logs
         return cls(settings, tolerance, ResultCache(cache_dir),
                    Path(opt("--glu-baselines-dir") or root / "baselines"),
-                   bool(opt(UPDATE_FLAG)), say, uncaptured)
+                   bool(opt(UPDATE_FLAG)), LOG.info, uncaptured,
+                   verbose=opt("verbose") > 0,
+                   newline=reporter.ensure_newline if reporter is not None else _no_newline)
 
     def result(self, variant: Any, benchmark: Benchmark) -> BenchResult:
         """``benchmark``'s result on ``variant``, evaluated at most once per session; if it
@@ -154,8 +159,12 @@ class EvalSession:
         got = self.outcomes.get(benchmark.name)
         if got is None:
             try:
-                with self.uncaptured():
+                self.newline()
+                with self.uncaptured(), quiet_libraries(self.verbose), \
+                        progress_line(variant.slug, benchmark.name) as line:
                     got = runner.run(benchmark)
+                    line.finish("from the result cache" if got.cached else ", ".join(
+                        f"{k}={v.value:.4g}" for k, v in got.metrics.items()))
             except Exception as exc:  # this benchmark's tests fail; the others still run
                 got = exc
             self.outcomes[benchmark.name] = got

@@ -123,27 +123,44 @@ class VariantCache:
     builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
     _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
     _current: tuple[tuple[VariantId, int | None], BuiltVariant] | None = None
-    _unavailable: dict[str, WeightsUnavailable] = field(default_factory=dict)
+    _unavailable: dict[str, str] = field(default_factory=dict)  # model -> why (once a run)
 
     def _weights_for(self, name: str) -> str:
         if self.weights != "local":
             return self.weights
         return "auto" if has_local_weights(name, self.model_dir) else "random"
 
+    def _check_available(self, name: str) -> None:
+        """Raise ``WeightsUnavailable`` at once when ``name``'s weights failed before.
+
+        Availability is decided once per model per process: every later test of the model
+        skips without a load attempt or a garbage collection (0.5 s each on a full heap).
+        A new exception each time: re-raising one object would chain every test's frames.
+        """
+        if name in self._unavailable:
+            raise WeightsUnavailable(self._unavailable[name])
+
+    def _drop(self, base: bool) -> None:
+        """Release the current variant (and the base when ``base``); collect only when
+        something was resident, so freeing memory costs nothing when there is none."""
+        resident = self._current is not None or (base and self._base is not None)
+        self._current = None
+        if base:
+            self._base = None
+        if resident:
+            gc.collect()
+
     def _load_base(self, name: str, num_layers: int | None) -> tuple[Any, Any, str]:
         key = (name, num_layers)
         if self._base is not None and self._base[0] == key:
             return self._base[1:]
-        if name in self._unavailable:  # never retry the hub for the same model
-            raise self._unavailable[name]
-        self._base = self._current = None
-        gc.collect()
+        self._drop(base=True)
         weights = self._weights_for(name)
         try:
             model, tok = load_model(name, weights=weights, dtype=self.dtype, device=self.device,
                                     num_layers=num_layers, model_dir=self.model_dir)
         except WeightsUnavailable as exc:
-            self._unavailable[name] = exc
+            self._unavailable[name] = str(exc)
             raise
         self._base = (key, model, tok, "random" if weights == "random" else "pretrained")
         return self._base[1:]
@@ -153,8 +170,9 @@ class VariantCache:
         key = (vid, num_layers)
         if self._current is not None and self._current[0] == key:
             return self._current[1]
-        self._current = None
-        gc.collect()
+        self._check_available(vid.model)
+        same_base = self._base is not None and self._base[0] == (vid.model, num_layers)
+        self._drop(base=not same_base)  # one collection frees both when the model changes
         base, tok, weights = self._load_base(vid.model, num_layers)
         # Level 0 is the base itself (pruning at 0 % changes nothing); others prune a copy
         # so the base stays intact for the next level.
@@ -169,8 +187,7 @@ class VariantCache:
 
     def clear(self) -> None:
         """Drop every resident model."""
-        self._base = self._current = None
-        gc.collect()
+        self._drop(base=True)
 
 
 def parse_list(text: str | None, cast=str) -> list | None:

@@ -98,3 +98,123 @@ def test_interrupted_save_of_a_new_folder_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(["prune", "tiny-llama", "--pct", "40", "--out", str(tmp_path / "new")])
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- one-line errors, early checks
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Fail the test if the command gets as far as loading a model."""
+    def load_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad value was rejected")
+    monkeypatch.setattr("glu_prune.cli.load_model", load_model)
+
+
+def one_line(text: str) -> str:
+    """``text`` when it is exactly one line (what every expected CLI error must be)."""
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    return text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--pct", "150"], "llama-3.2-1b: --pct must be in [0, 100), got 150.0"),
+    (["--pct", "nan"], "llama-3.2-1b: --pct must be in [0, 100), got nan"),
+    (["--pct", "10", "--round-to", "0"], "--round-to must be an integer >= 1, got 0"),
+    (["--pct", "10", "--round-to", "8192"], "--round-to 8192 is at or above the intermediate "
+                                            "size 8192"),
+    (["--pct", "0.001", "--round-to", "128"], "nothing would be pruned; ask for more pruning "
+                                              "or a smaller --round-to"),
+    (["--expansion-ratio", "5"], "--expansion-ratio must be in (0, 4) (the current "
+                                 "intermediate_size/hidden_size = 8192/2048), got 5.0"),
+])
+def test_bad_levels_are_rejected_before_loading(argv, message, tmp_path, capsys, no_loading):
+    code = main(["prune", "llama-3.2-1b", *argv, "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("glu-prune: error: ") and message in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["prune", "llama-9b", "--pct", "10"], "argument MODEL: invalid choice: 'llama-9b' "
+                                           "(choose from 'llama-3.2-1b'"),
+    (["prune", "llama-3.2-1b", "--pct", "10", "--method", "mawx"],
+     "argument --method: invalid choice: 'mawx' (choose from "),
+    (["prune", "llama-3.2-1b"], "one of the arguments --pct --expansion-ratio is required"),
+    (["prune", "llama-3.2-1b", "--pct", "ten"], "argument --pct: invalid float value: 'ten'"),
+])
+def test_usage_errors_are_one_line_naming_the_fix(argv, message, tmp_path, capsys, no_loading,
+                                                  monkeypatch):
+    monkeypatch.setattr("sys.argv", ["/some/env/bin/glu-prune"])  # as the console script
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("glu-prune prune: error: ") and message in err
+    assert err.endswith("; see glu-prune prune --help\n")
+
+
+def test_program_name_follows_how_it_was_started():
+    from glu_prune.cli import build_parser, program_name
+
+    assert program_name("/venv/bin/glu-prune") == "glu-prune"
+    assert program_name("/src/glu_prune/__main__.py") == "python -m glu_prune"
+    assert build_parser("glu-prune").format_usage().startswith("usage: glu-prune ")
+
+
+def test_missing_weights_are_one_line_naming_the_cli_options(tmp_path):
+    """The issue's case, end to end: `python -m glu_prune prune llama-3.2-1b` offline."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("GLU_PRUNE_MODELS_DIR", None)  # nothing on this machine may provide the weights
+    done = subprocess.run([sys.executable, "-m", "glu_prune", "prune", "llama-3.2-1b",
+                           "--pct", "40", "--out", str(tmp_path / "pruned")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    err = one_line(done.stderr)
+    assert err.startswith("python -m glu_prune: error: llama-3.2-1b: offline mode")
+    assert "--model-dir DIR" in err and "--weights random" in err
+    assert "Traceback" not in err
+
+
+def test_wrong_model_dir_is_one_line_naming_model_dir(tmp_path, capsys):
+    from glu_prune import load_model
+
+    model, _ = load_model("tiny-llama", dtype=torch.float32, device="cpu")
+    model.save_pretrained(tmp_path / "models" / "llama-3.2-1b")  # a wrong model, not missing
+    capsys.readouterr()  # the set-up's own output
+    code = main(["prune", "llama-3.2-1b", "--pct", "40", "--model-dir",
+                 str(tmp_path / "models"), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = one_line(capsys.readouterr().err)
+    assert "is not llama-3.2-1b's registered architecture" in err
+    assert err.endswith("; pass --model-dir DIR with a folder that holds llama-3.2-1b\n")
+
+
+def test_table_levels_errors_name_the_option(capsys):
+    assert main(["table", "llama-3.2-1b", "--levels", "10,x"]) == 2
+    assert "--levels '10,x': 'x' is not a number" in one_line(capsys.readouterr().err)
+    assert main(["table", "llama-3.2-1b", "--levels", "150"]) == 2
+    assert "a --levels entry must be in [0, 100), got 150.0" in one_line(
+        capsys.readouterr().err)
+
+
+def test_prune_is_quiet_unless_verbose(tmp_path, capsys):
+    assert main(["prune", "tiny-llama", "--pct", "40", "--out", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().err == ""  # no "Loading weights" bar, no INFO lines
+    assert main(["prune", "tiny-llama", "--pct", "40", "--out", str(tmp_path / "b"), "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "Loading weights" in err and "Writing model shards" in err  # -v after the command
+
+
+def test_plots_without_matplotlib_is_refused_before_merging(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import fails
+    code = main(["report", "merge", str(tmp_path / "a.json"), "-o", str(tmp_path / "out"),
+                 "--plots"])
+    assert code == 2
+    err = one_line(capsys.readouterr().err)
+    assert '--plots needs matplotlib, which is not installed: pip install -e ".[plots]"' in err
+    assert not (tmp_path / "out").exists()

@@ -115,3 +115,57 @@ def test_check_architecture_compares_layers_with_the_depth_asked_for():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_registered_configs_pass_their_own_check(name):
     check_architecture(make_config(name), get_model_spec(name))
+
+
+# ---------------------------------------------------------------- offline mode vs unreachable
+
+
+@pytest.fixture
+def no_hub_cache(tmp_path, monkeypatch):
+    """An empty hub cache: nothing on this machine can provide the real weights."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("GLU_PRUNE_MODELS_DIR", raising=False)
+
+
+def test_offline_mode_is_named_as_such_and_never_probes(monkeypatch, no_hub_cache):
+    import socket
+
+    from huggingface_hub import constants
+
+    def connect(*args, **kwargs):
+        raise AssertionError("offline mode must not probe the endpoint")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket, "create_connection", connect)
+    with pytest.raises(WeightsUnavailable) as err:
+        load_model("llama-3.2-1b", device="cpu")
+    assert str(err.value).startswith("llama-3.2-1b: offline mode (HF_HUB_OFFLINE")
+    assert "unreachable" not in str(err.value)
+    assert "unset HF_HUB_OFFLINE and run once online" in str(err.value)
+
+
+def test_an_unreachable_hub_is_named_as_such(monkeypatch, no_hub_cache):
+    from huggingface_hub import constants
+
+    from glu_prune import models
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "_endpoint_answers", lambda timeout: False)
+    with pytest.raises(WeightsUnavailable, match=r"^llama-3.2-1b: the hub is unreachable and "
+                                                 r"meta-llama/Llama-3.2-1B is not in the local "
+                                                 r"hub cache; set GLU_PRUNE_MODELS_DIR"):
+        load_model("llama-3.2-1b", device="cpu")
+
+
+def test_weights_obtainable_from_a_models_dir_and_not_offline_without_one(tmp_path,
+                                                                          monkeypatch):
+    from glu_prune import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    assert not models.weights_obtainable("llama-3.2-1b", tmp_path)
+    (tmp_path / "llama-3.2-1b").mkdir()
+    (tmp_path / "llama-3.2-1b" / "config.json").write_text("{}")
+    assert models.weights_obtainable("llama-3.2-1b", tmp_path)

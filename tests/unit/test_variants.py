@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
-from glu_prune.variants import VariantId, parse_list, select_variants, variant_slug
+from glu_prune import variants
+from glu_prune.models import WeightsUnavailable
+from glu_prune.variants import (VariantCache, VariantId, parse_list, select_variants,
+                                variant_slug)
 
 
 def test_slug():
@@ -40,3 +45,49 @@ def test_parse_list():
 
 def test_variant_id_base():
     assert VariantId("tiny-llama", "vow", 40).base_slug == "tiny-llama-vow-p0"
+
+
+@pytest.fixture
+def collections(monkeypatch) -> list[int]:
+    """Counts the variant cache's garbage collections (0.5 s each on a suite's full heap)."""
+    counted: list[int] = []
+    real = gc.collect
+
+    def collect(*args):
+        counted.append(1)
+        return real(*args)
+    monkeypatch.setattr(variants.gc, "collect", collect)
+    return counted
+
+
+def test_missing_weights_are_decided_once_per_model(monkeypatch, collections):
+    attempts = []
+
+    def load_model(name, **kwargs):
+        attempts.append(name)
+        raise WeightsUnavailable(f"{name}: offline mode and no local copy")
+    monkeypatch.setattr(variants, "load_model", load_model)
+    cache = VariantCache(device="cpu")
+    raised = []
+    for vid in select_variants(["llama-3.2-1b"], ["maw"]):  # 7 levels, as 7 tests would
+        with pytest.raises(WeightsUnavailable, match=r"^llama-3.2-1b: offline mode") as err:
+            cache.get(vid)
+        raised.append(err.value)
+    assert attempts == ["llama-3.2-1b"]  # one load attempt for the model
+    assert collections == []  # nothing was resident: skipping costs no collection
+    assert len({id(e) for e in raised}) == len(raised)  # fresh errors: no frames piled up
+
+
+def test_collections_only_when_a_model_is_dropped(collections):
+    cache = VariantCache(device="cpu", weights="random")
+    cache.get(VariantId("tiny-llama", "maw", 0))
+    assert collections == []  # nothing resident before the first build
+    cache.get(VariantId("tiny-llama", "maw", 40))
+    assert len(collections) == 1  # the previous variant dropped, base kept
+    cache.get(VariantId("tiny-llama-instruct", "maw", 40))
+    assert len(collections) == 2  # variant and base dropped together: one collection
+    cache.get(VariantId("tiny-llama-instruct", "maw", 40))
+    assert len(collections) == 2  # the current variant is reused
+    cache.clear()
+    cache.clear()
+    assert len(collections) == 3
