@@ -13,7 +13,7 @@ each split the task's YAML names. The rows are written for this project in the d
 real schema (field names, types, splits, label encodings); they are not the dataset's rows.
 
 The same mechanism is a dress rehearsal of a real run (``python -m glu_prune.task_fixtures``,
-``rehearse.py`` beside this file, ``docs/REHEARSAL.md``).
+``rehearse.py`` beside this file; README "Dress rehearsal").
 """
 
 from __future__ import annotations
