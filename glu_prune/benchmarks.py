@@ -58,6 +58,9 @@ class Benchmark:
     metrics: tuple[Metric, ...]
     group: str  # "fragile" (knowledge, language modelling) or "robust"
     n: int | None  # test-set size (None: not known ahead, e.g. a twin still being built)
+    # a uniform guess over a fixed number of choices; None where the count varies per item
+    # (truthfulqa, musr) or the answer is open-ended (lambada, gsm8k, ifeval, wikitext)
+    chance: float | None = None
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -91,13 +94,14 @@ class Benchmark:
 # Test-set sizes are lm-eval's defaults (reference/README.md); wikitext counts documents.
 _REAL: tuple[Benchmark, ...] = (
     Benchmark("wikitext", "wikitext", 0, (_ppl("word_perplexity,none"),), "fragile", 62),
-    Benchmark("mmlu", "mmlu", 5, (_acc("acc,none"),), "fragile", 14042),
+    Benchmark("mmlu", "mmlu", 5, (_acc("acc,none"),), "fragile", 14042, chance=0.25),
     Benchmark("arc_challenge", "arc_challenge", 0,
-              (_acc("acc_norm,none"), _acc("acc,none")), "fragile", 1172),
-    Benchmark("hellaswag", "hellaswag", 0, (_acc("acc_norm,none"),), "fragile", 10042),
-    Benchmark("winogrande", "winogrande", 0, (_acc("acc,none"),), "fragile", 1267),
-    Benchmark("piqa", "piqa", 0, (_acc("acc,none"),), "fragile", 1838),
-    Benchmark("boolq", "boolq", 0, (_acc("acc,none"),), "fragile", 3270),
+              (_acc("acc_norm,none"), _acc("acc,none")), "fragile", 1172, chance=0.25),
+    Benchmark("hellaswag", "hellaswag", 0, (_acc("acc_norm,none"),), "fragile", 10042,
+              chance=0.25),
+    Benchmark("winogrande", "winogrande", 0, (_acc("acc,none"),), "fragile", 1267, chance=0.5),
+    Benchmark("piqa", "piqa", 0, (_acc("acc,none"),), "fragile", 1838, chance=0.5),
+    Benchmark("boolq", "boolq", 0, (_acc("acc,none"),), "fragile", 3270, chance=0.5),
     Benchmark("lambada_openai", "lambada_openai", 0,
               (_ppl("perplexity,none"), _acc("acc,none")), "fragile", 5153),
     Benchmark("truthfulqa_mc1", "truthfulqa_mc1", 0, (_acc("acc,none"),), "robust", 817),
@@ -127,7 +131,7 @@ def _twin(b: Benchmark) -> Benchmark:
         raise KeyError(f"glu_prune.tiny.TWIN_TASKS has no twin for {b.name!r}; "
                        f"twins: {', '.join(tiny.TWIN_TASKS)}")
     sizes = getattr(tiny, "TWIN_SIZES", {})  # published by the tiny world when it knows them
-    return replace(b, task=task, n=sizes.get(b.name))
+    return replace(b, task=task, n=sizes.get(b.name), chance=tiny.CHANCE.get(b.name))
 
 
 def _build_sets() -> dict[str, tuple[Benchmark, ...]]:

@@ -198,7 +198,7 @@ def cmd_report_check(args: argparse.Namespace) -> int:
         if regs else ["**No regressions.**"]
     banner = incomplete_banner(runs)
     head += [""] + banner if banner else []
-    text = "\n".join(head) + "\n\n" + markdown(records, header_line(runs))
+    text = "\n".join(head) + "\n\n" + markdown(records, header_line(runs), runs=runs)
     if args.summary:
         with open(args.summary, "a", encoding="utf-8") as f:  # GitHub appends step summaries
             f.write(text)

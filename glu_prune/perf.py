@@ -4,14 +4,22 @@ Every timed call synchronizes the device inside itself, so a wall-clock timer ar
 (pytest-benchmark's) measures the work, not the launch. Speed does not depend on weight
 values, so models without local weights run on random weights of their exact shape, and
 every record says which.
+
+Speedups are measured side by side: each round of a pruned variant is preceded by a
+round of its unpruned reference (A B A B ... in one benchmark session), so drift and the
+neighbours' load hit both alike; the speedup is the median of the paired rounds' ratios,
+with a distribution-free confidence interval of that median.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
+import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,7 +48,11 @@ GPU_PROMPT_LENS = (128, 512, 2048)
 CPU_PROMPT_LENS = (128,)  # a 2-layer 1B prefill of 512 tokens takes seconds on 2 cores
 GPU_NEW_TOKENS, CPU_NEW_TOKENS = 64, 4  # CPU: a 1B-shaped decode step reads ~1.5 GB
 GPU_DECODE_PROMPT_LEN, CPU_DECODE_PROMPT_LEN = 128, 32
-GPU_ROUNDS, CPU_ROUNDS = (10, 2), (3, 1)  # (rounds, warm-up rounds)
+# (rounds, warm-up rounds). A 95 % interval of a median needs at least 6 paired rounds
+# (with 5 even min..max covers it only 94 % of the time); 9 rounds let the interval drop
+# the most extreme pair on each side, so one noisy round does not decide it.
+GPU_ROUNDS, CPU_ROUNDS = (10, 2), (9, 1)
+CONFIDENCE = 0.95  # of the speedup's interval
 CPU_PERF_LAYERS = 2  # real shapes on CPU: 2 decoder layers keep CI within minutes
 THROUGHPUT_BATCH = 8
 MLP_BLOCK_TOKENS = 512
@@ -226,10 +238,25 @@ class PerfModels:
         self.cache = VariantCache(device=device, dtype=dtype, weights="local",
                                   model_dir=model_dir)
 
+        self._reference: PerfModel | None = None
+
     def get(self, v: PerfVariant) -> PerfModel:
         """The built variant ``v`` (reused when it is the current one)."""
         built = self.cache.get(v.id, num_layers=v.layers)
         return PerfModel(v, built.model, built.report, built.weights)
+
+    def reference(self, v: PerfVariant) -> PerfModel:
+        """The unpruned model of ``v``'s shape and depth, resident beside ``v``.
+
+        Level 0 is the cache's base model itself, so holding it costs no memory; it is
+        built once per model and depth.
+        """
+        ref = replace(v, pct=0, round_to=1)
+        if self._reference is None or self._reference.variant.key != ref.key:
+            self._reference = None  # let the previous model's base go first
+            self._reference = self.get(ref)
+        return self._reference
+
 
 
 # ---------------------------------------------------------------- timed calls
@@ -279,6 +306,60 @@ def generate(model: Any, input_ids: torch.Tensor, config: Any) -> torch.Tensor:
     return out
 
 
+def _cache_argument(model: Any) -> str:
+    """The forward argument that takes a KV cache (transformers 5 renamed it ``cache``)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    cache = output.get("cache")
+    return cache if cache is not None else output.get("past_key_values")
+
+
+@dataclass
+class DecodeStart:
+    """A model right after prefill: its KV cache and the first generated token.
+
+    ``fresh()`` gives each round its own copy of the cache (decoding grows it), so every
+    round decodes from the same state without repeating the prefill.
+    """
+
+    model: Any
+    cache: Any
+    token: torch.Tensor
+
+    def fresh(self) -> tuple[Any, Any, torch.Tensor]:
+        """``(model, cache copy, first token)``: the arguments of :func:`decode`."""
+        return self.model, copy.deepcopy(self.cache), self.token
+
+
+@torch.inference_mode()
+def start_decode(model: Any, input_ids: torch.Tensor) -> DecodeStart:
+    """Prefill ``input_ids`` (untimed set-up of a decode benchmark)."""
+    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+    token = out.logits[:, -1:].argmax(-1)
+    synchronize(input_ids.device)
+    return DecodeStart(model, _cache_of(out), token)
+
+
+@torch.inference_mode()
+def decode(model: Any, cache: Any, token: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` greedy decode steps from a prefilled ``cache``; returns the last token.
+
+    The step count is fixed and EOS is never looked at, so every variant decodes the same
+    number of tokens; each step is synchronized, as ``generate()`` is when it checks its
+    stopping criteria. Only decode is inside, so its time is positive by construction.
+    """
+    name = _cache_argument(model)
+    for _ in range(steps):
+        out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{name: cache})
+        cache = _cache_of(out)
+        token = out.logits[:, -1:].argmax(-1)
+        synchronize(token.device)
+    return token
+
+
 def mlp_block_size(v: PerfVariant) -> tuple[int, int]:
     """(hidden, kept intermediate) of a lone-block variant."""
     spec = get_model_spec(v.model)
@@ -308,28 +389,119 @@ def run_block(block: torch.nn.Module, x: torch.Tensor) -> None:
     synchronize(x.device)
 
 
-def median_time(fn: Callable[[], Any], rounds: int, warmup: int) -> float:
-    """Median wall time of ``fn`` (for a second timing inside one benchmark test)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(rounds):
+# ---------------------------------------------------------------- paired rounds
+
+
+@dataclass(frozen=True)
+class Call:
+    """A timed call; ``fresh`` makes its arguments anew each round, untimed."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    fresh: Callable[[], tuple] | None = None
+
+    def arguments(self) -> tuple:
+        return self.fresh() if self.fresh is not None else self.args
+
+    def timed(self) -> float:
+        """Seconds of one call (pytest-benchmark's default timer, ``perf_counter``)."""
+        args = self.arguments()
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        self.fn(*args)
+        return time.perf_counter() - t0
+
+
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE
+                    ) -> tuple[float | None, float | None]:
+    """Distribution-free confidence interval of the median (order statistics, scipy's
+    ``quantile_test``); ``(None, None)`` when there are too few values for ``confidence``
+    (fewer than 6 at 95 %)."""
+    from scipy.stats import quantile_test
+
+    if len(values) < 2:
+        return None, None
+    ci = quantile_test(list(values), q=statistics.median(values), p=0.5
+                       ).confidence_interval(confidence)
+    if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
+        return None, None
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """Reference time / variant time of each paired round, summarized by the median and a
+    confidence interval of the median. Significant when the interval excludes 1."""
+
+    ratios: tuple[float, ...]
+    confidence: float = CONFIDENCE
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def interval(self) -> tuple[float | None, float | None]:
+        return median_interval(self.ratios, self.confidence)
+
+    @property
+    def significant(self) -> bool:
+        low, high = self.interval
+        return low is not None and (low > 1 or high < 1)
+
+    def fields(self) -> dict[str, Any]:
+        """The record fields: ``speedup`` and its interval, rounds and significance."""
+        low, high = self.interval
+        return {"speedup": self.median, "speedup_low": low, "speedup_high": high,
+                "speedup_rounds": len(self.ratios), "speedup_confidence": self.confidence,
+                "speedup_significant": self.significant, "speedup_paired": True}
+
+
+def run_paired(benchmark: Any, variant: Call, reference: Call | None, *, rounds: int,
+               warmup: int) -> tuple[Any, Speedup | None]:
+    """Time ``variant`` with pytest-benchmark, each round preceded by a timed round of
+    ``reference`` (pedantic's ``setup``): A B A B ... in one session.
+
+    Returns the variant call's last result and the paired speedup (``None`` without a
+    reference, or when benchmarks are disabled).
+    """
+    ref_times: list[float] = []
+
+    def setup() -> tuple[tuple, dict]:
+        if reference is not None:
+            ref_times.append(reference.timed())
+        return variant.arguments(), {}
+
+    result = benchmark.pedantic(variant.fn, setup=setup, rounds=rounds, warmup_rounds=warmup)
+    stats = getattr(benchmark.stats, "stats", None) if benchmark.stats else None
+    if reference is None or stats is None:
+        return result, None
+    paired = ref_times[warmup:warmup + len(stats.data)]  # setup also ran before warm-ups
+    return result, Speedup(tuple(r / v for r, v in zip(paired, stats.data, strict=True)))
 
 
 # ---------------------------------------------------------------- statistics and ideals
 
 
 def timing_stats(benchmark: Any) -> dict[str, float]:
-    """pytest-benchmark's statistics of the last run, plus p90 (which it does not give)."""
+    """pytest-benchmark's statistics of the last run (quartiles, Tukey outliers), plus p90
+    (which it does not give)."""
     s = benchmark.stats.stats
     data = sorted(s.data)
     p90 = data[0] if len(data) == 1 else statistics.quantiles(data, n=10, method="inclusive")[8]
     return {"median_s": s.median, "p90_s": p90, "mean_s": s.mean, "min_s": s.min,
-            "max_s": s.max, "rounds": s.rounds}
+            "max_s": s.max, "q1_s": s.q1, "q3_s": s.q3, "iqr_s": s.iqr,
+            "outliers": s.iqr_outliers, "rounds": s.rounds}
+
+
+def spread(stats: dict[str, float], scale: Callable[[float], float] = lambda t: t
+           ) -> dict[str, Any]:
+    """The quartiles of a timing in the row's own unit, rounds and Tukey outliers.
+
+    ``scale`` turns seconds into the unit (per token: t / n; tokens/s: n / t, which
+    reverses the order of the quartiles, hence the sort).
+    """
+    q1, q3 = sorted((scale(stats["q1_s"]), scale(stats["q3_s"])))
+    return {"q1": q1, "q3": q3, "rounds": stats["rounds"], "outliers": stats["outliers"]}
 
 
 def ideal_prefill_speedup(config: Any, n: int, k: int, prompt_len: int) -> float:
@@ -355,7 +527,10 @@ class Row:
     unit: str
     higher_is_better: bool = False
     ideal_speedup: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # shown, not judged
+    spread: dict[str, Any] = field(default_factory=dict)  # q1, q3, rounds, outliers
+    paired: Speedup | None = None  # speedup from rounds interleaved with the reference's
+    conditions: dict[str, Any] = field(default_factory=dict)  # prompt_len, batch, new_tokens
+    extra: dict[str, Any] = field(default_factory=dict)  # side numbers: shown, not judged
 
 
 def make_record(*, variant: str, benchmark: str, metric: str, value: Any, unit: str,
@@ -394,23 +569,28 @@ class PerfContext:
 
     def finish(self, row: Row, built: PerfModel | PerfVariant, benchmark: Any,
                node: Any) -> dict[str, Any]:
-        """Judge ``row`` (speedup vs this run's unpruned model, efficiency vs ideal, baseline
+        """Judge ``row`` (speedup vs the unpruned model, efficiency vs ideal, baseline
         verdict), fill ``benchmark.extra_info`` and emit one record per number.
 
-        Returns the judged record.
+        The speedup is the paired one when the row has it; ``speedup_separate`` is the
+        ratio to the unpruned model's own test, measured apart (kept to show the
+        difference). Returns the judged record.
         """
         v = built.variant if isinstance(built, PerfModel) else built
-        speedup = self._speedup(v, row)
-        efficiency = speedup / row.ideal_speedup if speedup and row.ideal_speedup else None
+        separate = self._separate_speedup(v, row)
+        speed = row.paired.fields() if row.paired is not None else {
+            "speedup": separate, "speedup_paired": False}
+        efficiency = (speed["speedup"] / row.ideal_speedup
+                      if speed["speedup"] and row.ideal_speedup else None)
         baseline, verdict = self.baselines.check(v.key, row.benchmark, row.metric, row.value,
                                                  row.unit, higher_is_better=row.higher_is_better)
         context = self._context(built, row, node)
         record = make_record(variant=v.slug, benchmark=row.benchmark, metric=row.metric,
                              value=row.value, unit=row.unit, baseline=baseline, verdict=verdict,
                              direction="higher" if row.higher_is_better else "lower",
-                             speedup=speedup, ideal_speedup=row.ideal_speedup,
-                             efficiency=efficiency, notes="; ".join(self.notes) or None,
-                             **context)
+                             **row.spread, **speed, speedup_separate=separate,
+                             ideal_speedup=row.ideal_speedup, efficiency=efficiency,
+                             notes="; ".join(self.notes) or None, **context)
         # The judged record and the side numbers, so --benchmark-json alone can rebuild tables.
         benchmark.extra_info.update({**record, "extra": dict(row.extra)})
         emit_record(node, record)
@@ -424,25 +604,29 @@ class PerfContext:
                     **context))
         return record
 
-    def _speedup(self, v: PerfVariant, row: Row) -> float | None:
-        """Measured speedup over the unpruned model of the same shape, earlier in this run."""
+    def _separate_speedup(self, v: PerfVariant, row: Row) -> float | None:
+        """Speedup over the unpruned model's own test earlier in this run (measured apart:
+        the way it was done before rounds were paired)."""
         key = (v.reference_group, row.benchmark, row.metric)
         if v.is_reference:
             self.references[key] = row.value
         ref = self.references.get(key)
-        if ref is None or ref <= 0 or row.value <= 0:  # noise can push a difference <= 0
+        if ref is None or ref <= 0 or row.value <= 0:
             return None
         return row.value / ref if row.higher_is_better else ref / row.value
 
     def _context(self, built: PerfModel | PerfVariant, row: Row, node: Any) -> dict[str, Any]:
-        """What every record of this row shares: identity, depth, dtype, device, weights."""
+        """What every record of this row shares: identity and the conditions it was
+        measured under (depth of the full depth, dtype, device, threads, weights,
+        prompt length, batch)."""
         v = built.variant if isinstance(built, PerfModel) else built
         context = {"model": v.model, "pct": v.pct, "round_to": v.round_to, "layers": v.layers,
-                   "reduced_depth": v.layers < v.full_layers, "dtype": self.settings.dtype,
-                   "device": self.baselines.device.name, "key": v.key,
+                   "full_layers": v.full_layers, "reduced_depth": v.layers < v.full_layers,
+                   "dtype": self.settings.dtype, "device": self.baselines.device.name,
+                   "key": v.key,
                    "kind": "energy" if row.benchmark.startswith("energy") else "latency",
                    "threads": None if self.settings.on_gpu else torch.get_num_threads(),
-                   "test": getattr(node, "nodeid", None)}
+                   "test": getattr(node, "nodeid", None), **row.conditions}
         if isinstance(built, PerfModel):
             context.update(weights=built.weights,
                            intermediate_size=built.report.intermediate_size_after)
@@ -474,7 +658,8 @@ class PerfContext:
 
 
 TABLE_COLUMNS = ("variant", "layers", "weights", "benchmark", "metric", "value", "unit",
-                 "speedup", "ideal_speedup", "efficiency", "baseline", "verdict")
+                 "q1", "q3", "rounds", "outliers", "speedup", "speedup_low", "speedup_high",
+                 "ideal_speedup", "efficiency", "baseline", "verdict")
 
 
 def _cell(x: Any) -> Any:
@@ -482,7 +667,7 @@ def _cell(x: Any) -> Any:
 
 
 def markdown_table(records: Sequence[dict[str, Any]]) -> str:
-    """Judged perf records as a GitHub markdown table (speedup and efficiency beside)."""
+    """Judged perf records as a GitHub markdown table (spread, speedup and its interval)."""
     from tabulate import tabulate
 
     rows = [[_cell(r.get(c)) for c in TABLE_COLUMNS] for r in records]
@@ -511,5 +696,7 @@ def summary_lines(ctx: PerfContext) -> list[str]:
                      f"compared; pin them with --glu-update-baselines")
     else:
         lines.append(f"compared with {b.path} (tolerance {b.tolerance:.0%})")
+    lines.append(f"speedup: median of paired rounds (unpruned and pruned alternating), "
+                 f"{CONFIDENCE:.0%} interval of the median in speedup_low..speedup_high")
     lines += [f"note: {n}" for n in ctx.notes]
     return lines + markdown_table(ctx.records).splitlines()

@@ -7,14 +7,22 @@ Results are never silently lost or mixed: the controller locks the report folder
 start (a second run on the same folder stops up front, naming the holder), a run that
 stopped before all its selected tests ran is written with ``complete: false`` and an
 INCOMPLETE RUN banner, and a run whose results could not be written exits non-zero.
+
+The folder accumulates: each run adds its records (replacing earlier ones of the same
+measurement) and is listed with its time, command and completeness; the skipped suite
+tests' reasons and the selected models go with it, so results.md says why a selected
+model or benchmark has no numbers.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+SKIP_KEY = "glu_skip"  # user_properties entry: a skipped suite test's identity and reason
 
 
 def plain_nodeid(nodeid: str) -> str:
@@ -40,6 +48,48 @@ def completion(session: pytest.Session, exitstatus: int, ran: int) -> dict[str, 
             "stopped": stopped}
 
 
+def suite_test_identity(item: pytest.Item) -> dict[str, Any] | None:
+    """Model, variant and benchmark of a suite test, from its parameters (None for other
+    tests): a variant is a parameter with ``model`` and ``slug``, a benchmark one with
+    ``name`` and ``task``; without one the test's name stands for the benchmark."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    variant = next((v for v in params.values() if hasattr(v, "model") and hasattr(v, "slug")),
+                   None)
+    if variant is None:
+        return None
+    bench = next((v.name for v in params.values() if hasattr(v, "task")
+                  and hasattr(v, "name")), item.originalname.removeprefix("test_"))
+    return {"model": variant.model, "variant": variant.slug, "benchmark": bench,
+            "test": plain_nodeid(item.nodeid)}
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """The reason of a skip, without pytest's ``Skipped:`` prefix."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return text.removeprefix("Skipped: ").strip()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Tag a skipped suite test's report with its identity and reason (runs on xdist
+    workers too: the report carries it to the controller)."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        identity = suite_test_identity(item)
+        if identity is not None:
+            report.user_properties.append((SKIP_KEY, {**identity,
+                                                      "reason": skip_reason(report)}))
+    return report
+
+
+def selected_models(config: pytest.Config) -> list[str]:
+    """The models this run selected (--glu-models, else every registered model)."""
+    from glu_prune.variants import all_model_names, parse_list
+
+    return parse_list(config.getoption("--glu-models", None)) or all_model_names()
+
+
 class _Results:
     """Controller-side collector (registered as a plugin object; thin, see glu_prune.report)."""
 
@@ -49,6 +99,8 @@ class _Results:
         self.ran: set[str] = set()  # tests that got to run (or were skipped/errored at setup)
         self.lines: list[str] = []  # terminal summary
         self.lock: Any = None  # glu_prune.report_io.ReportLock while this run holds it
+        self.skipped: dict[str, dict[str, Any]] = {}  # nodeid -> identity and reason
+        self.started = datetime.now(timezone.utc)
 
     @property
     def out_dir(self) -> Path:
@@ -79,15 +131,25 @@ class _Results:
         found = [value for name, value in report.user_properties if name in RECORD_KEYS]
         if found:  # properties accumulate over setup/call/teardown: the latest has them all
             self.raw[plain_nodeid(report.nodeid)] = found
+        for name, value in report.user_properties:
+            if name == SKIP_KEY:
+                self.skipped[plain_nodeid(report.nodeid)] = value
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from glu_prune.pytest_plugin import BUILDS_KEY
         from glu_prune.report import finish_run
-        from glu_prune.report_io import environment
+        from glu_prune.report_io import environment, new_run_id
 
         opt = self.config.option
-        run = {"args": list(self.config.invocation_params.args), "exitstatus": int(exitstatus),
+        finished = datetime.now(timezone.utc)
+        run = {"id": new_run_id(self.started),
+               "started": self.started.isoformat(timespec="seconds"),
+               "finished": finished.isoformat(timespec="seconds"),
+               "args": list(self.config.invocation_params.args), "exitstatus": int(exitstatus),
                **completion(session, exitstatus, len(self.ran)),
+               "models": selected_models(self.config),
+               "skipped": [self.skipped[k] for k in sorted(self.skipped)
+                           if k not in self.raw],  # a test that recorded, then skipped: ran
                "workers": getattr(opt, "numprocesses", None),
                "options": {k: v for k, v in sorted(vars(opt).items()) if k.startswith("glu_")},
                "environment": environment(self.config.rootpath),

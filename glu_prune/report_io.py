@@ -7,6 +7,7 @@ tables are drawn by ``glu_prune.report``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import numbers
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
@@ -205,9 +206,23 @@ def _fill_registry(d: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- registries (optional)
 
 
+_CHANCE_METRICS = ("acc", "acc_norm")  # chance applies to choice accuracy, not exact match
+
+
+def _canonical_order() -> list[str]:
+    """Every model's benchmarks in the base models' order (instruct sets list theirs in
+    another order; one order lets base and instruct tables be read side by side)."""
+    try:
+        from glu_prune.benchmarks import BASE_NAMES, REAL_BENCHMARKS
+    except ImportError:
+        return []
+    return list(BASE_NAMES) + [b for b in REAL_BENCHMARKS if b not in BASE_NAMES]
+
+
 @lru_cache(maxsize=None)
 def _benchmark_info(model: str) -> dict[str, dict[str, Any]]:
-    """name -> {index, group, directions, metrics}; empty when the registry cannot say."""
+    """name -> {index, group, directions, metrics, chance, n}; empty when the registry
+    cannot say."""
     try:
         from glu_prune.benchmarks import benchmarks_for
 
@@ -215,10 +230,24 @@ def _benchmark_info(model: str) -> dict[str, dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001  (benchmarks.py optional; unknown models fine)
         LOG.debug("no benchmark registry for %s: %s", model, exc)
         return {}
-    return {b.name: {"index": i, "group": b.group,
-                     "metrics": [m.key for m in b.metrics],
-                     "directions": {m.key: m.direction for m in b.metrics}}
+    order = _canonical_order()
+    return {b.name: {"index": order.index(b.name) if b.name in order else len(order) + i,
+                     "group": b.group, "metrics": [m.key for m in b.metrics],
+                     "directions": {m.key: m.direction for m in b.metrics},
+                     "chance": b.chance, "n": b.n}
             for i, b in enumerate(benches)}
+
+
+def chance_level(model: str, benchmark: str, metric: str) -> float | None:
+    """Chance level of a choice-accuracy metric (``acc``, ``acc_norm``), else None."""
+    if metric.partition(",")[0] not in _CHANCE_METRICS:
+        return None
+    return (_benchmark_info(model).get(benchmark) or {}).get("chance")
+
+
+def registry_size(model: str, benchmark: str) -> int | None:
+    """The benchmark's test-set size from the registry (None when unknown)."""
+    return (_benchmark_info(model).get(benchmark) or {}).get("n")
 
 
 @lru_cache(maxsize=None)
@@ -246,7 +275,8 @@ def architecture(model: str, pct: float, round_to: int) -> dict[str, Any] | None
     return {**row, "pruned_pct": removed}
 
 
-def _model_index(model: str) -> int:
+def model_index(model: str) -> int:
+    """Position of ``model`` in the registry (unknown models last)."""
     try:
         from glu_prune.models import MODELS
 
@@ -285,7 +315,7 @@ def metric_key(model: str, benchmark: str, metric: str) -> tuple:
 def sort_key(r: Record) -> tuple:
     """Models in registry order, levels ascending, benchmarks in registry order."""
     kind = KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else len(KIND_ORDER)
-    return (_model_index(r.model), r.model, r.pct if r.pct is not None else -1.0,
+    return (model_index(r.model), r.model, r.pct if r.pct is not None else -1.0,
             r.method or "", r.round_to, kind, benchmark_key(r.model, r.benchmark),
             metric_key(r.model, r.benchmark, r.metric), r.variant, r.test or "")
 
@@ -421,7 +451,103 @@ def load_document(path: str | os.PathLike) -> tuple[list[Record], list[dict[str,
     runs = doc.get("runs") or []
     if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
         raise ValueError(f"{path}: 'runs' must be a list of objects, got {runs!r:.80}")
-    return records, runs
+    return adopt_unlabelled(records, runs, doc.get("created"), str(path))
+
+
+# ---------------------------------------------------------------- runs and accumulation
+
+EARLIER_RUN = "earlier"  # id prefix of the run of records written before runs had ids
+
+
+def new_run_id(started: datetime) -> str:
+    """A run's id: its start time (sorts, and says when) and 4 hex digits (unique)."""
+    return f"{started.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def run_of(record: Record) -> str | None:
+    """The id of the run that measured ``record``."""
+    return record.extra.get("run")
+
+
+def stamp(records: Iterable[Record], run_id: str) -> list[Record]:
+    """``records`` as measured by run ``run_id`` (copies; the run id goes to ``extra``)."""
+    return [replace(r, extra={**r.extra, "run": run_id}) for r in records]
+
+
+def adopt_unlabelled(records: list[Record], runs: list[dict[str, Any]], created: str | None,
+                     path: str) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Ids for a results file written before runs had them: each run without one gets
+    ``earlier-<n>-<hash of the file's path>`` (and the file's creation time as its start
+    and end when it has none); records that name no run belong to the first of them."""
+    if all(run_of(r) for r in records) and all(run.get("id") for run in runs):
+        return records, runs
+    tag = hashlib.sha1(path.encode()).hexdigest()[:6]  # two such files merged stay apart
+    adopted = [run if run.get("id") else
+               {"started": created, "finished": created, **run,
+                "id": f"{EARLIER_RUN}-{i + 1}-{tag}"} for i, run in enumerate(runs)]
+    first = next((run["id"] for run in adopted if run["id"].startswith(EARLIER_RUN)), None)
+    if first is None:  # records without a run, beside runs that all have ids
+        first = f"{EARLIER_RUN}-0-{tag}"
+        adopted.insert(0, {"id": first, "started": created, "finished": created})
+    return [r if run_of(r) else stamp([r], first)[0] for r in records], adopted
+
+
+_PERF_CONDITIONS = ("device", "dtype", "layers", "weights", "threads")
+
+
+def _conditions(r: Record, runs: dict[str, dict[str, Any]]) -> tuple[str, tuple]:
+    """(quality | speed, the settings its number depends on): a record is only comparable
+    with records of the same model measured under the same ones."""
+    if r.kind in CAPABILITY_KINDS:
+        env = (runs.get(run_of(r) or "") or {}).get("environment") or {}
+        version = (env.get("versions") or {}).get("lm-eval")
+        names = tuple(name for name, _, _ in _RECORD_SETTINGS) + ("lm-eval version",)
+        values = tuple(_hashable(r.extra.get(key)) for _, key, _ in _RECORD_SETTINGS)
+        return "quality", tuple(zip(names, values + (version,), strict=True))
+    if r.kind in PERF_KINDS:
+        return "speed", tuple((k, _hashable(r.extra.get(k))) for k in _PERF_CONDITIONS)
+    return r.kind, ()
+
+
+def accumulate(old_records: list[Record], old_runs: list[dict[str, Any]],
+               new_records: list[Record], run: dict[str, Any]
+               ) -> tuple[list[Record], list[dict[str, Any]], list[str]]:
+    """The report folder after ``run``: the latest record per measurement.
+
+    ``new_records`` replace the old records of the same identity; older records stay,
+    naming their run. Old records of a model and kind (quality / speed) that this run
+    measured under other settings (limit, chat template, batch size, lm-eval version;
+    device, dtype, depth, weights, threads) are dropped: they are not comparable, and
+    the returned lines say what was dropped and why. Runs no record names any more are
+    dropped; ``run`` is always kept (a run that recorded nothing still shows).
+    """
+    by_id = {r["id"]: r for r in [*old_runs, run]}
+    fresh = {r.identity for r in new_records}
+    now: dict[tuple[str, str], set] = defaultdict(set)
+    for r in new_records:
+        kind, conditions = _conditions(r, by_id)
+        now[(r.model, kind)].add(conditions)
+    kept, dropped = [], defaultdict(lambda: [0, set()])
+    for r in old_records:
+        if r.identity in fresh:
+            continue
+        kind, conditions = _conditions(r, by_id)
+        if now.get((r.model, kind)) and conditions not in now[(r.model, kind)]:
+            dropped[(r.model, kind)][0] += 1
+            dropped[(r.model, kind)][1].add(conditions)
+            continue
+        kept.append(r)
+    used = {run_of(r) for r in kept}
+    runs = [old for old in old_runs if old["id"] in used and old["id"] != run["id"]] + [run]
+    notes = [f"dropped {n} earlier {kind} record(s) of {model} measured under other settings "
+             f"({_describe_conditions(old)}) than this run's "
+             f"({_describe_conditions(now[(model, kind)])})"
+             for (model, kind), (n, old) in sorted(dropped.items())]
+    return sort_records(kept + list(new_records)), runs, notes
+
+
+def _describe_conditions(conditions: set) -> str:
+    return " | ".join(", ".join(f"{k} {v}" for k, v in c) for c in sorted(conditions, key=repr))
 
 
 # ---------------------------------------------------------------- merging shards
@@ -493,14 +619,14 @@ def merge(paths: Iterable[str | os.PathLike], *, allow_mixed_settings: bool = Fa
         settings[str(path)] = score_settings(records, shard_runs)
     mixed = mixed_settings(settings)
     if mixed and not allow_mixed_settings:
+        # one line: the CLI shows an error's first line only
         raise ValueError("shards measured under different score-changing settings (pass "
-                         "--allow-mixed-settings to merge them anyway):\n  "
-                         + "\n  ".join(mixed))
+                         "--allow-mixed-settings to merge them anyway): " + " | ".join(mixed))
     records, conflicts = dedupe(pairs)
     if conflicts:
         raise ValueError(f"{len(conflicts)} conflicting duplicate records (same model / "
-                         f"variant / kind / benchmark / metric, different numbers):\n  "
-                         + "\n  ".join(conflicts))
+                         f"variant / kind / benchmark / metric, different numbers): "
+                         + " | ".join(conflicts))
     return records, runs, mixed
 
 

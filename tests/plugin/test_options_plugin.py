@@ -110,7 +110,8 @@ def test_wrong_model_fails_its_suite_tests(tmp_path):
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out[-3000:] + proc.stderr[-3000:]
     # a fixture's failure is reported as an error at setup; both of the model's tests get it
     assert "2 errors" in out and "passed" not in out and "skipped" not in out, out[-3000:]
-    assert out.count("llama-3.2-1b: the model at ") == 2, out[-3000:]
+    errors = out.split("= ERRORS =", 1)[-1].split("= glu-prune results =", 1)[0]
+    assert errors.count("llama-3.2-1b: the model at ") == 2, out[-3000:]  # one per test
     assert ("is not llama-3.2-1b's registered architecture: hidden_size 128 vs registered "
             "2048, num_hidden_layers 4 vs registered 16, ") in out
     assert "Traceback" not in out

@@ -1,8 +1,10 @@
-"""The results plugin end to end (pytester): serial vs xdist, marks, merge, step summary."""
+"""The results plugin end to end (pytester): serial vs xdist, marks, merge, step summary,
+the report folder accumulating runs, and skipped tests' reasons."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -66,6 +68,17 @@ def run_inline(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 
 
+def measured(records: list[dict]) -> list[dict]:
+    """Records without the id of the run that measured them (differs between runs)."""
+    return [{**r, "extra": {k: v for k, v in r["extra"].items() if k != "run"}}
+            for r in records]
+
+
+def tables(md: str) -> str:
+    """results.md from the first model on (the runs table above names times and commands)."""
+    return md[md.index("\n## "):]
+
+
 def test_serial_and_xdist_write_identical_records_and_tables(pytester: pytest.Pytester,
                                                              checkout_on_path: None):
     make_suite(pytester)
@@ -76,9 +89,11 @@ def test_serial_and_xdist_write_identical_records_and_tables(pytester: pytest.Py
     xdist.assert_outcomes(passed=11, failed=1, skipped=3)
     records, md = load(pytester, "serial")
     assert len(records) == 15
-    assert (records, md) == load(pytester, "xdist")
+    xdist_records, xdist_md = load(pytester, "xdist")
+    assert measured(records) == measured(xdist_records) and tables(md) == tables(xdist_md)
     # registry order (wikitext, mmlu, piqa, truthfulqa_mc1), levels ascending
-    assert "| level   | wikitext        | mmlu                  | piqa         |" in md
+    assert ("| level   | wikitext word_perplexity ↓   | mmlu acc ↑ (chance 0.25)   | "
+            "piqa acc ↑ (chance 0.5)   |") in md
     assert [r["pct"] for r in records[:5]] == [0.0] * 5
     doc = json.loads((pytester.path / "xdist" / "results.json").read_text())
     assert doc["runs"][0]["workers"] == 2 and doc["runs"][0]["environment"]["python"]
@@ -88,10 +103,13 @@ def test_regression_shows_its_mark_in_table_and_summary(pytester: pytest.Pyteste
     make_suite(pytester)
     result = run_inline(pytester)
     _, md = load(pytester, "results")
-    assert "| p40     | 40.00 (+100.0%) | 0.300 (-20.0) **REG** |" in md
-    assert "| 0.330 (+3.0)     |" in md and "(+3.0) *IMP*" not in md
+    assert "| p40     | 40.00 (+100.0% ▼)            | 0.300 (-20.0 ▼) **REG**    |" in md
+    assert "| 0.330 (+3.0 ▲)                       |" in md and "▲) *IMP*" not in md
     assert "- tiny-llama-maw-p40 mmlu acc,none: 0.3 vs baseline 0.3" in md
-    assert "| p40     | 16 ms (-20.0%) 1.25x/1.40x |" in md  # skipped test's record kept
+    # the skipped test's record is kept; a ratio with no paired rounds says so
+    assert "#### TTFT (prefill) — conditions not recorded by the test" in md
+    assert re.search(r"\| p40 +\| 16 ms +\| - +\| - +\| - +\| 1\.25x \(unpaired, no "
+                     r"interval\) \| 1\.40x +\| - +\| ok +\|", md)
     result.stdout.fnmatch_lines(["*= glu-prune results =*",
                                  "tiny-llama: 15 records, 1 regression(s)",
                                  "  REG tiny-llama-maw-p40 mmlu acc,none*",
@@ -106,7 +124,63 @@ def test_merge_of_two_shards_equals_the_single_run(pytester: pytest.Pytester):
     out = pytester.path / "merged"
     assert main(["report", "merge", str(pytester.path / "a/results.json"),
                  str(pytester.path / "b/results.json"), "-o", str(out)]) == 0
-    assert load(pytester, "merged") == load(pytester, "all")
+    (merged, merged_md), (single, single_md) = load(pytester, "merged"), load(pytester, "all")
+    assert measured(merged) == measured(single)
+    # the same tables, but each shard is a run: the older one's cells name it
+    def rows(md: str) -> list[str]:  # table rows, padding and separator lines aside
+        return [re.sub(r" +", " ", line) for line in md.splitlines()
+                if not re.fullmatch(r"\|[-|]+\|", line)]
+
+    unmarked = re.sub(r" \[r1, \d+ (s|min)\]", "", tables(merged_md))
+    assert rows(unmarked) == rows(tables(single_md))
+
+
+def test_a_benchmark_only_run_keeps_the_accuracy_tables(pytester: pytest.Pytester):
+    make_suite(pytester)
+    run_inline(pytester, "-k", "quality or eval")
+    _, before = load(pytester, "results")
+    run_inline(pytester, "-k", "speed")  # what `--benchmark-only` selects
+    records, md = load(pytester, "results")
+    assert len(records) == 15 and "### Capabilities" in md and "### Performance" in md
+    assert re.search(r"\| p10 \[r1, \d+ s\] +\| 25\.00 \(\+25\.0% ▼\) +\|", md)
+    assert "| r2    |" in md and "`pytest -p no:cacheprovider -k speed --basetemp" in md
+
+
+SKIPPER = '''
+import pytest
+
+def test_accuracy(variant, variant_id):
+    if variant_id.pct == 40:
+        pytest.skip(f"no baseline for {variant_id.slug} / mmlu in baselines/x.json")
+    if variant_id.model == "llama-3.2-1b":
+        pytest.skip("llama-3.2-1b: weights unavailable (offline)")
+
+def test_record(glu_record, variant, variant_id):
+    if variant_id.model == "tiny-llama" and variant_id.pct == 0:
+        glu_record(benchmark="mmlu", metric="acc,none", kind="accuracy", value=0.5)
+'''
+
+
+def test_skipped_tests_say_why_and_every_selected_model_appears(fake_variants):
+    pytester = fake_variants
+    pytester.makepyfile(test_s=SKIPPER)
+    run_inline(pytester, "--glu-models", "tiny-llama,llama-3.2-1b,llama-3.2-3b",
+               "--glu-levels", "0,40", "--glu-report", "out").assert_outcomes(passed=8,
+                                                                              skipped=4)
+    records, md = load(pytester, "out")
+    assert len(records) == 1
+    assert re.findall(r"^## (.+)$", md, flags=re.M) == ["llama-3.2-1b", "llama-3.2-3b",
+                                                        "tiny-llama"]
+    assert "- Not run (1 test: accuracy at p0): llama-3.2-1b: weights unavailable (offline)" \
+        in md
+    assert "- Not run (1 test: accuracy at p40): no baseline for <variant> / mmlu" in md
+    assert ("## llama-3.2-3b\n\n- Not run: no test of this model was selected in the runs "
+            "above") not in md  # it was selected, and its tests ran (recording nothing)
+    assert "- Not run (1 test: accuracy at p40): no baseline for <variant> / mmlu in" in md
+    doc = json.loads((pytester.path / "out/results.json").read_text())
+    assert doc["runs"][0]["models"] == ["tiny-llama", "llama-3.2-1b", "llama-3.2-3b"]
+    assert {s["test"] for s in doc["runs"][0]["skipped"]} >= {
+        "test_s.py::test_accuracy[tiny-llama-maw-p40]"}
 
 
 def test_step_summary_appended(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
@@ -154,7 +228,7 @@ def test_reject(glu_record):
     result.assert_outcomes(passed=3)
     records, md = load(pytester, "out")
     assert [r["variant"] for r in records] == ["tiny-llama-maw-p0", "tiny-llama-maw-p40"]
-    assert "| p40     | 0.500 (+0.0) |" in md
+    assert re.search(r"\| p40 +\| 0\.500 \(\+0\.0\) +\|", md)
 
 
 # ---------------------------------------------------------------- never silently lost or mixed
@@ -192,7 +266,7 @@ def test_interrupted_run_says_so_with_counts_and_a_complete_run_clears_it(
     run_inline(pytester).assert_outcomes(passed=13, failed=1, skipped=3)
     doc = json.loads((pytester.path / "results/results.json").read_text())
     assert doc["complete"] is True and doc["runs"][0]["tests"] == {"selected": 17, "ran": 17}
-    assert "INCOMPLETE" not in load(pytester, "results")[1]
+    assert "INCOMPLETE" not in load(pytester, "results")[1]  # every record measured again
     assert not (pytester.path / "results/.glu-prune.lock").exists()
 
 

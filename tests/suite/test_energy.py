@@ -2,8 +2,9 @@
 
 Each window repeats the workload until it lasts ``MIN_WINDOW_S`` (the counter ticks about
 every 100 ms), with the device synchronized at both ends. Idle power is measured once per
-run; rows give gross and idle-corrected J/token and average power. Without an NVML GPU
-every test skips, before any model is built.
+run; rows give gross and idle-corrected J/token and average power. One window per
+variant: its ratio to the unpruned model's is shown as unpaired, without an interval.
+Without an NVML GPU every test skips, before any model is built.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from glu_prune.energy import decode_joules_per_token, joules_per_token, sharing_warning
-from glu_prune.perf import (Row, fixed_length_config, generate, ideal_decode_speedup,
-                            ideal_prefill_speedup, prefill, random_prompt)
+from glu_prune.energy import joules_per_token, sharing_warning
+from glu_prune.perf import (Row, decode, ideal_decode_speedup, ideal_prefill_speedup, prefill,
+                            random_prompt, start_decode)
 
 pytestmark = pytest.mark.energy
 
@@ -47,26 +48,27 @@ def test_prefill_energy(energy_meter, perf_model, prompt_len, perf_context, benc
     n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
     row = Row(f"energy-prefill@{prompt_len}", "prefill_j_per_token", e["j_per_token"], "J/tok",
               ideal_speedup=ideal_prefill_speedup(cfg, n, k, prompt_len),
+              conditions={"prompt_len": prompt_len, "batch": 1},
               extra={"prefill_j_per_token_net": e["j_per_token_net"],
                      "avg_power_w": e["avg_power_w"]})
     _finish(perf_context, row, perf_model, meter, idle, window, benchmark, request)
 
 
 def test_decode_energy(energy_meter, perf_model, perf_context, benchmark, request):
-    """J per decoded token at batch 1: (generate − its prefill) / (new tokens − 1)."""
+    """J per decoded token at batch 1: windows of decode steps alone (new tokens − 1 per
+    call, each from a copy of one prefilled cache), so no prefill energy is subtracted."""
     meter, idle = energy_meter
-    s, cfg, model = perf_context.settings, perf_model.config, perf_model.model
+    s, cfg = perf_context.settings, perf_model.config
     ids = random_prompt(1, s.decode_prompt_len, cfg.vocab_size, s.device)
-    gen_config = fixed_length_config(model, s.new_tokens)
+    start, steps = start_decode(perf_model.model, ids), s.new_tokens - 1
     benchmark.group = f"energy-decode {perf_model.variant.model}"
-    gen = _measure(benchmark, meter, lambda: generate(model, ids, gen_config))
-    pre = meter.measure(lambda: prefill(model, ids, use_cache=True))
-    e = decode_joules_per_token(gen, pre, s.new_tokens, idle)
+    window = _measure(benchmark, meter, lambda: decode(*start.fresh(), steps))
+    e = joules_per_token(window, steps, idle)
     n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
     row = Row("energy-decode", "decode_j_per_token", e["j_per_token"], "J/tok",
               ideal_speedup=ideal_decode_speedup(cfg, n, k),
+              conditions={"prompt_len": s.decode_prompt_len, "batch": 1,
+                          "new_tokens": s.new_tokens},
               extra={"decode_j_per_token_net": e["j_per_token_net"],
-                     "avg_power_w": e["avg_power_w"], "new_tokens": s.new_tokens,
-                     "prompt_len": s.decode_prompt_len})
-    _finish(perf_context, row, perf_model, meter, idle, window=gen, benchmark=benchmark,
-            request=request)
+                     "avg_power_w": e["avg_power_w"]})
+    _finish(perf_context, row, perf_model, meter, idle, window, benchmark, request)

@@ -1,7 +1,9 @@
 """Latency benchmarks: TTFT (prefill), TPOT (decode), batch throughput, lone-MLP alignment.
 
-Run with ``pytest --benchmark-only`` (serially). Every row carries the measured speedup
-over the unpruned model of this run and its efficiency against the config's ideal.
+Run with ``pytest --benchmark-only`` (serially). A pruned variant's rounds alternate with
+its unpruned reference's in the same benchmark session (A B A B ...), so every row's
+speedup comes from paired rounds, with a 95 % interval; the efficiency is that speedup
+against the config's ideal.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import pytest
 import torch
 
 from glu_prune.models import get_model_spec
-from glu_prune.perf import (MLP_BLOCK_TOKENS, Row, fixed_length_config, generate,
-                            ideal_decode_speedup, ideal_prefill_speedup, median_time,
-                            mlp_block, mlp_block_size, prefill, random_prompt, run_block,
-                            timing_stats)
+from glu_prune.perf import (MLP_BLOCK_TOKENS, Call, Row, decode, fixed_length_config,
+                            generate, ideal_decode_speedup, ideal_prefill_speedup, mlp_block,
+                            mlp_block_size, prefill, random_prompt, run_block, run_paired,
+                            spread, start_decode, timing_stats)
 from glu_prune.perf_baselines import prefill_efficiency_floor
 
 pytestmark = pytest.mark.latency
@@ -40,17 +42,29 @@ def _sizes(built: Any) -> tuple[int, int]:
     return built.report.intermediate_size_before, built.report.intermediate_size_after
 
 
+def _reference(ctx: Any, built: Any) -> Any:
+    """The unpruned model to pair rounds with (None for the unpruned model itself)."""
+    return None if built.variant.is_reference else ctx.models.reference(built.variant)
+
+
+def _group(name: str, built: Any) -> str:
+    return f"{name} {built.variant.model} {built.variant.layers}l"
+
+
 def test_ttft(perf_model, prompt_len, perf_context, benchmark, request):
     """Prefill of ``prompt_len`` tokens at batch 1, logits for the last position only."""
     s, cfg = perf_context.settings, perf_model.config
     ids = random_prompt(1, prompt_len, cfg.vocab_size, s.device)
-    benchmark.group = f"ttft@{prompt_len} {perf_model.variant.model} {perf_model.variant.layers}l"
-    benchmark.pedantic(prefill, args=(perf_model.model, ids), rounds=s.rounds,
-                       warmup_rounds=s.warmup)
+    ref = _reference(perf_context, perf_model)
+    benchmark.group = _group(f"ttft@{prompt_len}", perf_model)
+    _, speedup = run_paired(benchmark, Call(prefill, (perf_model.model, ids)),
+                            ref and Call(prefill, (ref.model, ids)),
+                            rounds=s.rounds, warmup=s.warmup)
     st = _stats(benchmark)
     n, k = _sizes(perf_model)
     row = Row(f"ttft@{prompt_len}", "ttft_median_s", st["median_s"], "s",
-              ideal_speedup=ideal_prefill_speedup(cfg, n, k, prompt_len),
+              ideal_speedup=ideal_prefill_speedup(cfg, n, k, prompt_len), spread=spread(st),
+              paired=speedup, conditions={"prompt_len": prompt_len, "batch": 1},
               extra={"ttft_p90_s": st["p90_s"],
                      "prefill_tokens_per_s": prompt_len / st["median_s"]})
     record = _judge(perf_context, row, perf_model, benchmark, request)
@@ -69,44 +83,54 @@ def test_ttft(perf_model, prompt_len, perf_context, benchmark, request):
 
 
 def test_tpot(perf_model, perf_context, benchmark, request):
-    """Per-token decode time: (generate − prefill) / (new tokens − 1), fixed output length."""
-    s, cfg, model = perf_context.settings, perf_model.config, perf_model.model
+    """Per-token decode time: the new tokens − 1 decode steps after a prefill, timed alone
+    (the prefill is untimed set-up), fixed output length, EOS ignored."""
+    s, cfg = perf_context.settings, perf_model.config
     ids = random_prompt(1, s.decode_prompt_len, cfg.vocab_size, s.device)
-    gen_config = fixed_length_config(model, s.new_tokens)
-    benchmark.group = f"tpot {perf_model.variant.model} {perf_model.variant.layers}l"
-    out = benchmark.pedantic(generate, args=(model, ids, gen_config), rounds=s.rounds,
-                             warmup_rounds=s.warmup)
-    assert out.shape[-1] == ids.shape[-1] + s.new_tokens, (
-        f"generate() returned {out.shape[-1] - ids.shape[-1]} new tokens, expected exactly "
-        f"{s.new_tokens} (min_new_tokens = max_new_tokens)")
+    steps = s.new_tokens - 1  # the prefill yields the first new token
+    start = start_decode(perf_model.model, ids)
+    ref = _reference(perf_context, perf_model)
+    ref_start = ref and start_decode(ref.model, ids)
+    benchmark.group = _group("tpot", perf_model)
+    last, speedup = run_paired(
+        benchmark, Call(decode, fresh=lambda: (*start.fresh(), steps)),
+        ref_start and Call(decode, fresh=lambda: (*ref_start.fresh(), steps)),
+        rounds=s.rounds, warmup=s.warmup)
+    assert last.shape == (1, 1)
     st = _stats(benchmark)
-    # The prefill that generate() starts with, timed the same way (with a KV cache).
-    pre = median_time(lambda: prefill(model, ids, use_cache=True), s.rounds, s.warmup)
-    tpot = (st["median_s"] - pre) / (s.new_tokens - 1)
+    tpot = st["median_s"] / steps
     n, k = _sizes(perf_model)
     row = Row("tpot", "tpot_s", tpot, "s", ideal_speedup=ideal_decode_speedup(cfg, n, k),
-              extra={"generate_median_s": st["median_s"], "generate_p90_s": st["p90_s"],
-                     "prefill_median_s": pre, "decode_tokens_per_s": 1 / tpot if tpot > 0 else None,
-                     "new_tokens": s.new_tokens, "prompt_len": s.decode_prompt_len})
+              spread=spread(st, lambda t: t / steps), paired=speedup,
+              conditions={"prompt_len": s.decode_prompt_len, "batch": 1,
+                          "new_tokens": s.new_tokens},
+              extra={"decode_median_s": st["median_s"], "decode_tokens_per_s": 1 / tpot})
     _judge(perf_context, row, perf_model, benchmark, request)
 
 
 def test_throughput(perf_model, perf_context, benchmark, request):
-    """Generated tokens/s at batch 8, fixed prompt and output lengths."""
-    s, cfg, model = perf_context.settings, perf_model.config, perf_model.model
+    """Generated tokens/s of ``generate()`` at batch 8, fixed prompt and output lengths."""
+    s, cfg = perf_context.settings, perf_model.config
     ids = random_prompt(s.batch, s.decode_prompt_len, cfg.vocab_size, s.device)
-    gen_config = fixed_length_config(model, s.new_tokens)
-    benchmark.group = f"throughput@b{s.batch} {perf_model.variant.model} " \
-                      f"{perf_model.variant.layers}l"
-    out = benchmark.pedantic(generate, args=(model, ids, gen_config), rounds=s.rounds,
-                             warmup_rounds=s.warmup)
-    assert out.shape == (s.batch, ids.shape[-1] + s.new_tokens)
+    gen_config = fixed_length_config(perf_model.model, s.new_tokens)
+    ref = _reference(perf_context, perf_model)
+    benchmark.group = _group(f"throughput@b{s.batch}", perf_model)
+    out, speedup = run_paired(
+        benchmark, Call(generate, (perf_model.model, ids, gen_config)),
+        ref and Call(generate, (ref.model, ids, fixed_length_config(ref.model, s.new_tokens))),
+        rounds=s.rounds, warmup=s.warmup)
+    assert out.shape == (s.batch, ids.shape[-1] + s.new_tokens), (
+        f"generate() returned {out.shape[-1] - ids.shape[-1]} new tokens, expected exactly "
+        f"{s.new_tokens} (min_new_tokens = max_new_tokens)")
     st = _stats(benchmark)
+    tokens = s.batch * s.new_tokens
     n, k = _sizes(perf_model)
-    row = Row(f"throughput@b{s.batch}", "tokens_per_s", s.batch * s.new_tokens / st["median_s"],
-              "tok/s", higher_is_better=True, ideal_speedup=ideal_decode_speedup(cfg, n, k),
-              extra={"generate_median_s": st["median_s"], "generate_p90_s": st["p90_s"],
-                     "new_tokens": s.new_tokens, "prompt_len": s.decode_prompt_len})
+    row = Row(f"throughput@b{s.batch}", "tokens_per_s", tokens / st["median_s"], "tok/s",
+              higher_is_better=True, ideal_speedup=ideal_decode_speedup(cfg, n, k),
+              spread=spread(st, lambda t: tokens / t), paired=speedup,
+              conditions={"prompt_len": s.decode_prompt_len, "batch": s.batch,
+                          "new_tokens": s.new_tokens},
+              extra={"generate_median_s": st["median_s"], "generate_p90_s": st["p90_s"]})
     _judge(perf_context, row, perf_model, benchmark, request)
 
 
@@ -114,18 +138,23 @@ def test_mlp_block(mlp_variant, perf_context, benchmark, request):
     """A lone GLU MLP at the unpruned, 10 % (unaligned) and 10 % rounded-to-128 sizes.
 
     Isolates what an unaligned intermediate size costs: ideal speedup is n/k, so an
-    efficiency well below 1 at 7373 but not at 7424 is the alignment penalty.
+    efficiency well below 1 at 7373 but not at 7424 is the alignment penalty. The
+    unpruned block's rounds alternate with the pruned one's.
     """
     s = perf_context.settings
     hidden, k = mlp_block_size(mlp_variant)
+    n = get_model_spec(mlp_variant.model).intermediate_size
     block = mlp_block(hidden, k, s.torch_dtype, s.device)
     x = torch.randn(1, MLP_BLOCK_TOKENS, hidden, dtype=s.torch_dtype, device=s.device)
+    ref = None if mlp_variant.is_reference else Call(
+        run_block, (mlp_block(hidden, n, s.torch_dtype, s.device), x))
     benchmark.group = f"mlp@T{MLP_BLOCK_TOKENS} {mlp_variant.model}"
-    # More rounds than the whole-model tests: the block is cheap and the ratios are the point.
-    benchmark.pedantic(run_block, args=(block, x), rounds=max(s.rounds, 5),
-                       warmup_rounds=max(s.warmup, 1))
+    # At least the whole-model rounds: the block is cheap and the ratios are the point.
+    _, speedup = run_paired(benchmark, Call(run_block, (block, x)), ref,
+                            rounds=max(s.rounds, 9), warmup=max(s.warmup, 1))
     st = _stats(benchmark)
-    n = get_model_spec(mlp_variant.model).intermediate_size
     row = Row(f"mlp@T{MLP_BLOCK_TOKENS}", "mlp_median_s", st["median_s"], "s",
-              ideal_speedup=n / k, extra={"mlp_p90_s": st["p90_s"], "intermediate_size": k})
+              ideal_speedup=n / k, spread=spread(st), paired=speedup,
+              conditions={"prompt_len": MLP_BLOCK_TOKENS, "batch": 1, "weights": "random"},
+              extra={"mlp_p90_s": st["p90_s"], "intermediate_size": k})
     _judge(perf_context, row, mlp_variant, benchmark, request)

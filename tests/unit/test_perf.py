@@ -10,11 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from glu_prune.models import load_model, make_config
-from glu_prune.perf import (PerfContext, PerfModels, PerfVariant, Row, fixed_length_config,
-                            generate, ideal_decode_speedup, ideal_prefill_speedup,
-                            level_pairs, markdown_table,
-                            mlp_block_id, prefill, random_prompt, records_from_benchmark_json,
-                            resolve_layers, resolve_settings, timing_stats)
+from glu_prune.perf import (Call, PerfContext, PerfModels, PerfVariant, Row, Speedup, decode,
+                            fixed_length_config, generate, ideal_decode_speedup,
+                            ideal_prefill_speedup, level_pairs, markdown_table,
+                            median_interval, mlp_block_id, prefill, random_prompt,
+                            records_from_benchmark_json, resolve_layers, resolve_settings,
+                            run_paired, spread, start_decode, timing_stats)
 from glu_prune.perf_baselines import (NO_BASELINE, DeviceInfo, PerfBaselineError,
                                       PerfBaselines, compare, prefill_efficiency_floor)
 
@@ -48,7 +49,7 @@ def test_depth_full_on_gpu_reduced_for_real_shapes_on_cpu():
 def test_settings_defaults_and_bad_values():
     s = resolve_settings(device="cpu")
     assert (s.dtype, s.prompt_lens, s.new_tokens, s.rounds, s.warmup) == \
-        ("float32", (128,), 4, 3, 1)
+        ("float32", (128,), 4, 9, 1)  # 9 paired rounds: a 95 % interval of the median
     assert [v.slug for v in s.variants][:3] == ["tiny-llama-maw-p0", "tiny-llama-maw-p40",
                                                "tiny-llama-maw-p40-r64"]
     assert {v.key for v in s.variants} >= {"llama-3.2-1b-maw-p40-r128-2l", "tiny-llama-maw-p0-4l"}
@@ -124,15 +125,104 @@ def test_models_reuse_the_base_and_prune_a_copy():
     assert p40.report.intermediate_size_after == 320 and p40.weights in ("random", "pretrained")
     assert p0.model.config.intermediate_size == 512  # the base stays whole
     assert p0.model.config.num_hidden_layers == 2
+    # the reference of a variant is the unpruned base itself, resident beside it
+    ref = models.reference(p40.variant)
+    assert ref.model is p0.model and ref.variant.key == "tiny-llama-maw-p0-2l"
+    assert models.reference(p40.variant) is ref  # built once per model and depth
 
 
-def test_timing_stats_add_p90_to_pytest_benchmark_statistics():
-    data = [float(x) for x in range(1, 11)]
-    stats = SimpleNamespace(data=data, median=5.5, mean=5.5, min=1.0, max=10.0, rounds=10)
-    out = timing_stats(SimpleNamespace(stats=SimpleNamespace(stats=stats)))
-    assert out["median_s"] == 5.5 and out["p90_s"] == pytest.approx(9.1)
-    one = SimpleNamespace(data=[2.0], median=2.0, mean=2.0, min=2.0, max=2.0, rounds=1)
-    assert timing_stats(SimpleNamespace(stats=SimpleNamespace(stats=one)))["p90_s"] == 2.0
+def test_decode_runs_exactly_its_steps_from_an_untouched_start(tiny):
+    ids = random_prompt(1, 8, tiny.config.vocab_size, "cpu")
+    start = start_decode(tiny, ids)
+    length = start.cache.get_seq_length()
+    model, cache, token = start.fresh()
+    last = decode(model, cache, token, 3)
+    assert last.shape == (1, 1) and cache.get_seq_length() == length + 3
+    assert start.cache.get_seq_length() == length  # every round starts from the prefill
+    # greedy and EOS-blind: the same tokens as generate() with a fixed length
+    out = generate(tiny, ids, fixed_length_config(tiny, 4))
+    assert last.item() == out[0, -1].item()
+
+
+def _stats_of(data: list[float]):
+    """pytest-benchmark's own statistics object, as a benchmark fixture holds it."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for x in data:
+        stats.update(x)
+    return SimpleNamespace(stats=SimpleNamespace(stats=stats))
+
+
+def test_timing_stats_are_pytest_benchmarks_plus_p90():
+    out = timing_stats(_stats_of([float(x) for x in range(1, 10)] + [100.0]))
+    assert out["median_s"] == 5.5 and out["p90_s"] == pytest.approx(18.1)
+    assert (out["q1_s"], out["q3_s"], out["rounds"]) == (3.0, 8.0, 10)
+    assert out["outliers"] == 1  # 100 s lies beyond 1.5 IQR: pytest-benchmark's count
+    assert timing_stats(_stats_of([2.0]))["p90_s"] == 2.0
+    # quartiles in the row's unit; tokens/s reverses their order
+    assert spread(out, lambda t: 10 / t) == {"q1": 10 / 8, "q3": 10 / 3, "rounds": 10,
+                                             "outliers": 1}
+
+
+# ---------------------------------------------------------------- paired rounds
+
+
+def test_median_interval_needs_enough_rounds():
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) == (None, None)  # 94 % at best
+    assert median_interval([float(x) for x in range(1, 7)]) == (1.0, 6.0)
+    assert median_interval([float(x) for x in range(1, 10)]) == (2.0, 8.0)  # 9 rounds
+
+
+def test_speedup_is_significant_only_when_its_interval_excludes_one():
+    faster = Speedup((1.3, 1.2, 1.25, 1.4, 1.1, 1.35, 1.3, 1.28, 1.22))
+    assert faster.median == 1.28 and faster.interval == (1.2, 1.35) and faster.significant
+    noise = Speedup((1.3, 0.9, 1.25, 1.4, 0.95, 1.1, 1.02, 0.98, 1.2))
+    assert noise.interval[0] < 1 < noise.interval[1] and not noise.significant
+    few = Speedup((1.3, 1.2, 1.25))
+    assert few.interval == (None, None) and not few.significant
+    assert few.fields()["speedup_significant"] is False and few.fields()["speedup_rounds"] == 3
+
+
+class FakeBenchmark:
+    """pytest-benchmark's pedantic loop (setup before every warm-up and timed round) with
+    durations from ``times``; logs the calls in order."""
+
+    def __init__(self, times: list[float]):
+        self.times, self.calls = list(times), []
+        self.stats = None
+
+    def pedantic(self, target, setup, rounds, warmup_rounds):
+        data = []
+        for i in range(warmup_rounds + rounds):
+            args, kwargs = setup()
+            result = target(*args, **kwargs)
+            if i >= warmup_rounds:
+                data.append(self.times.pop(0))
+        self.stats = _stats_of(data).stats
+        return result
+
+
+def test_run_paired_alternates_reference_and_variant_and_pairs_their_rounds(monkeypatch):
+    from glu_prune import perf
+
+    bench = FakeBenchmark([1.0, 2.0, 1.0])  # the variant's timed rounds
+    clock = iter([0.0, 1.5, 10.0, 13.0, 20.0, 22.0, 30.0, 31.0])  # reference: 1.5, 3, 2, 1
+    monkeypatch.setattr(perf.time, "perf_counter", lambda: next(clock))
+    fresh = iter(range(100))
+    result, speedup = run_paired(
+        bench, Call(lambda n: bench.calls.append(f"B{n}") or n, fresh=lambda: (next(fresh),)),
+        Call(lambda: bench.calls.append("A")), rounds=3, warmup=1)
+    assert bench.calls == ["A", "B0", "A", "B1", "A", "B2", "A", "B3"]  # A B A B ...
+    assert result == 3
+    # the warm-up pair (1.5 s) is dropped; each ratio pairs one round's A with its B
+    assert speedup.ratios == (3.0, 1.0, 1.0)
+
+
+def test_without_a_reference_nothing_is_paired():
+    bench = FakeBenchmark([1.0, 1.0])
+    _, speedup = run_paired(bench, Call(lambda: None), None, rounds=2, warmup=0)
+    assert speedup is None and bench.stats.stats.rounds == 2
 
 
 # ---------------------------------------------------------------- the perf tolerance rule
@@ -302,7 +392,14 @@ def test_latency_suite_records_pins_and_catches_a_regression(suite):
         ("tiny-llama-maw-p40", "ttft@128"), ("tiny-llama-maw-p40", "tpot"),
         ("tiny-llama-maw-p0", "throughput@b8")}
     assert all(r["speedup"] is not None and r["ideal_speedup"] for r in records)
-    assert "ttft@128" in (suite.path / "out" / "results.md").read_text()
+    # pruned variants' speedups come from rounds paired with the unpruned model's
+    assert all(r["speedup_paired"] and r["speedup_rounds"] == 1
+               for r in records if r["pct"] > 0)
+    assert all(r["value"] > 0 for r in records if r["benchmark"] == "tpot")  # by construction
+    md = (suite.path / "out" / "results.md").read_text()
+    assert "#### TTFT: prefill of 128 tokens at batch 1 — pretrained weights, all 4 layers, " \
+           "float32, Test CPU" in md
+    assert "**n.s.** (1 rounds: too few for an interval)" in md
 
     pinned = _run(suite, "test_copy_latency.py", "--glu-update-baselines")
     pinned.assert_outcomes(failed=6)
@@ -319,6 +416,53 @@ def test_latency_suite_records_pins_and_catches_a_regression(suite):
     bad.assert_outcomes(failed=1, passed=1)
     bad.stdout.fnmatch_lines(["*tiny-llama-maw-p40 ttft@128 ttft_median_s = * s regressed "
                               "beyond 100000% of its baseline 1e-09*test-cpu.json*"])
+
+
+def test_latency_rows_carry_spread_rounds_outliers_and_the_speedup_interval(suite):
+    res = _run(suite, "test_copy_latency.py", "--glu-perf-rounds", "6",
+               "--benchmark-json", "bench.json", k="ttft")
+    res.assert_outcomes(passed=3)
+    records = {r["variant"]: r for r in records_from_benchmark_json(suite.path / "bench.json")}
+    p40 = records["tiny-llama-maw-p40"]
+    assert p40["rounds"] == p40["speedup_rounds"] == 6 and p40["q1"] <= p40["value"] <= p40["q3"]
+    assert p40["outliers"] >= 0 and p40["speedup_low"] <= p40["speedup"] <= p40["speedup_high"]
+    assert p40["speedup_significant"] == (not p40["speedup_low"] <= 1 <= p40["speedup_high"])
+    assert p40["speedup_separate"] > 0  # vs the unpruned model's own test: kept beside
+    assert (p40["prompt_len"], p40["batch"], p40["layers"], p40["full_layers"]) == (128, 1, 4, 4)
+    assert records["tiny-llama-maw-p0"]["speedup_paired"] is False  # the reference itself
+
+
+TPOT_NOISE = '''
+import time
+
+import glu_prune.perf as perf
+
+_start = perf.start_decode
+
+
+def slow_prefill(model, ids):
+    time.sleep(0.3)  # a neighbour's load hitting the prefill
+    return _start(model, ids)
+
+
+def pytest_configure(config):
+    perf.start_decode = slow_prefill
+
+
+def pytest_unconfigure(config):
+    perf.start_decode = _start
+'''
+
+
+def test_tpot_is_decode_alone_so_a_slow_prefill_cannot_make_it_negative(suite):
+    # the old TPOT, (generate - a separately timed prefill) / (n - 1), went negative when
+    # the prefill was the slower one; now the prefill is untimed set-up
+    suite.makeconftest(TPOT_NOISE)
+    res = _run(suite, "test_copy_latency.py", "--benchmark-json", "bench.json", k="tpot")
+    res.assert_outcomes(passed=3)
+    tpots = [r["value"] for r in records_from_benchmark_json(suite.path / "bench.json")]
+    # 3 decode steps: a TPOT holding the 0.3 s prefill would be >= 0.1 s
+    assert len(tpots) == 3 and all(0 < t < 0.1 for t in tpots)
 
 
 def test_energy_suite_skips_without_nvml_and_runs_on_a_fake_counter(suite):

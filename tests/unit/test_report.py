@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
 from glu_prune.cli import main
-from glu_prune.report import (capability_table, group_means, markdown, performance_table,
+from glu_prune.report import (at_chance, capability_table, count_line, group_means, markdown,
                               quality_change, write_results)
-from glu_prune.report_io import Record, load_document, merge, parse_slug
+from glu_prune.report_io import Record, load_document, merge, parse_slug, stamp
+from glu_prune.report_perf import performance_tables
 
 BENCH = {"wikitext": ("word_perplexity,none", "perplexity"), "mmlu": ("acc,none", "accuracy"),
          "truthfulqa_mc1": ("acc,none", "accuracy")}
@@ -24,11 +26,12 @@ def rec(pct: float, bench: str, value: float, verdict: str = "ok", **kw) -> Reco
 
 
 def study() -> list[Record]:
-    """Level 0, 10, 40: wikitext ppl 20 -> 25 -> 40, mmlu .5 -> .45 -> .30 (regression)."""
-    return [rec(0, "wikitext", 20.0), rec(0, "mmlu", 0.5), rec(0, "truthfulqa_mc1", 0.3),
-            rec(10, "wikitext", 25.0), rec(10, "mmlu", 0.45), rec(10, "truthfulqa_mc1", 0.3),
-            rec(40, "wikitext", 40.0), rec(40, "mmlu", 0.30, "regression"),
-            rec(40, "truthfulqa_mc1", 0.33, "improvement")]
+    """Level 0, 10, 40: wikitext ppl 20 -> 25 -> 40, mmlu .6 -> .55 -> .40 (regression),
+    truthfulqa_mc1 .6 -> .6 -> .66 (improvement); all well above chance (0.25)."""
+    return [rec(0, "wikitext", 20.0), rec(0, "mmlu", 0.6), rec(0, "truthfulqa_mc1", 0.6),
+            rec(10, "wikitext", 25.0), rec(10, "mmlu", 0.55), rec(10, "truthfulqa_mc1", 0.6),
+            rec(40, "wikitext", 40.0), rec(40, "mmlu", 0.40, "regression"),
+            rec(40, "truthfulqa_mc1", 0.66, "improvement")]
 
 
 def test_record_fills_identity_group_direction_and_architecture():
@@ -76,10 +79,59 @@ def test_parse_slug():
 
 def test_capability_cells_changes_and_marks():
     headers, rows = capability_table(study())
-    assert headers == ["level", "wikitext", "mmlu", "truthfulqa_mc1"]  # registry order
-    assert rows[0] == ["p0", "20.00", "0.500", "0.300"]
-    assert rows[1] == ["p10", "25.00 (+25.0%)", "0.450 (-5.0)", "0.300 (+0.0)"]
-    assert rows[2] == ["p40", "40.00 (+100.0%)", "0.300 (-20.0) **REG**", "0.330 (+3.0) *IMP*"]
+    # registry order; each header names metric, direction and, for choice tasks, chance
+    assert headers == ["level", "wikitext word_perplexity ↓", "mmlu acc ↑ (chance 0.25)",
+                       "truthfulqa_mc1 acc ↑ (chance 0.25)"]
+    assert rows[0] == ["p0", "20.00", "0.600", "0.600"]
+    # worse reads the same in every column: ▼ for +25 % perplexity and for -5 points
+    assert rows[1] == ["p10", "25.00 (+25.0% ▼)", "0.550 (-5.0 ▼)", "0.600 (+0.0)"]
+    assert rows[2] == ["p40", "40.00 (+100.0% ▼)", "0.400 (-20.0 ▼) **REG**",
+                       "0.660 (+6.0 ▲) *IMP*"]
+
+
+def test_lower_perplexity_is_better_and_marked_so():
+    cells = capability_table([rec(0, "wikitext", 20.0), rec(10, "wikitext", 18.0)])[1]
+    assert cells[1] == ["p10", "18.00 (-10.0% ▲)"]
+
+
+def chance_study() -> list[Record]:
+    """mmlu at chance at level 0 (0.26, stderr 0.02): its wobble is noise; truthfulqa
+    collapses from 0.6 to chance at p40: a real change, shown, and marked at chance."""
+    return [rec(0, "mmlu", 0.26, stderr=0.02), rec(10, "mmlu", 0.29, stderr=0.02),
+            rec(40, "mmlu", 0.22, stderr=0.02), rec(0, "truthfulqa_mc1", 0.6, stderr=0.02),
+            rec(10, "truthfulqa_mc1", 0.58, stderr=0.02),
+            rec(40, "truthfulqa_mc1", 0.27, stderr=0.02)]
+
+
+def test_benchmarks_at_chance_are_marked_and_their_noise_is_not_a_change():
+    r = chance_study()
+    assert [at_chance(x) for x in r] == [True, True, True, False, False, True]
+    assert not at_chance(rec(0, "mmlu", 0.30, stderr=0.02))  # 2.5 standard errors above
+    assert not at_chance(rec(0, "wikitext", 1.0))  # perplexity has no chance level
+    assert capability_table([rec(0, "mmlu", 0.6), rec(40, "mmlu", 0.1, stderr=0.02)]
+                            )[1][1] == ["p40", "0.100 (-50.0 ▼) below chance"]
+    rows = capability_table(r)[1]
+    assert [row[1] for row in rows] == ["0.260 at chance", "0.290 at chance",
+                                        "0.220 at chance"]
+    assert rows[2][2] == "0.270 (-33.0 ▼) at chance"
+    # group means leave the at-chance benchmark out, and results.md says so
+    assert group_means(r)[(10.0, "maw", 1)] == {"robust": pytest.approx(0.58 / 0.6 - 1),
+                                                "all": pytest.approx(0.58 / 0.6 - 1)}
+    assert "Left out of the means (at chance at level 0): mmlu." in markdown(r)
+
+
+def test_chance_uses_the_binomial_error_when_a_record_has_none():
+    # the tiny mmlu twin has 150 items: 2 * sqrt(.25 * .75 / 150) = 0.071 above 0.25
+    assert at_chance(rec(0, "mmlu", 0.32)) and not at_chance(rec(0, "mmlu", 0.33))
+
+
+def test_record_counts_say_what_they_mean():
+    line = count_line(study() + [Record.from_dict({
+        "variant": "tiny-llama-maw-p0", "benchmark": "ttft@128", "metric": "p90_s",
+        "value": 0.1, "unit": "s"})])
+    assert line == ("10 records: 1 improvement, 1 not judged (shown only), 7 ok (within "
+                    "tolerance), 1 regression.")
+    assert "*no baseline* =\n  nothing stored to compare with" in markdown(study())
 
 
 def test_further_metrics_get_their_own_table():
@@ -89,21 +141,23 @@ def test_further_metrics_get_their_own_table():
     records = [acc("gsm8k", "exact_match,flexible-extract", 0.2),
                acc("gsm8k", "exact_match,strict-match", 0.1),
                acc("arc_challenge", "acc,none", 0.3), acc("arc_challenge", "acc_norm,none", 0.4)]
-    assert capability_table(records) == (["level", "arc_challenge", "gsm8k"],
-                                         [["p0", "0.400", "0.100"]])  # declared first metrics
+    assert capability_table(records) == (  # each benchmark's declared first metric
+        ["level", "arc_challenge acc_norm ↑ (chance 0.25)", "gsm8k strict-match ↑"],
+        [["p0", "0.400", "0.100"]])
     text = markdown(records)
-    assert "| level   | arc_challenge acc   | gsm8k flexible-extract   |" in text
+    assert "| level   | arc_challenge acc ↑ (chance 0.25)   | gsm8k flexible-extract ↑   |" \
+        in text
 
 
 def test_without_level_zero_changes_are_vs_baseline():
-    records = [rec(40, "mmlu", 0.30, baseline=0.35)]
-    assert capability_table(records)[1] == [["p40", "0.300 (~-5.0)"]]
+    records = [rec(40, "mmlu", 0.50, baseline=0.55)]
+    assert capability_table(records)[1] == [["p40", "0.500 (~-5.0 ▼)"]]
 
 
 def test_group_means():
     means = group_means(study())
-    # fragile at p10: wikitext 20/25-1 = -0.2, mmlu .45/.5-1 = -0.1 -> -0.15; robust 0
-    assert means[(10.0, "maw", 1)]["fragile"] == pytest.approx(-0.15)
+    # fragile at p10: wikitext 20/25-1 = -0.2, mmlu .55/.6-1 = -1/12; robust 0
+    assert means[(10.0, "maw", 1)]["fragile"] == pytest.approx((-0.2 - 1 / 12) / 2)
     assert means[(10.0, "maw", 1)]["robust"] == pytest.approx(0.0)
     assert means[(40.0, "maw", 1)]["robust"] == pytest.approx(0.1)
     assert (0.0, "maw", 1) not in means
@@ -123,20 +177,70 @@ def test_markdown_is_independent_of_record_order():
     assert text.index("### Architecture") < text.index("### Capabilities") \
         < text.index("### Groups")
     assert "| p40     | 39.8       | 2.406" in text  # 308 of 512 neurons kept
-    assert "- tiny-llama-maw-p40 mmlu acc,none: 0.3" in text
+    assert "- tiny-llama-maw-p40 mmlu acc,none: 0.4" in text
     assert "### Performance" not in text and "### Methods" not in text
 
 
-def test_performance_table_speedups():
-    perf = [Record.from_dict({"variant": f"tiny-llama-maw-p{p}", "benchmark": "ttft@128",
-                              "metric": "median_s", "value": v, "unit": "s", "verdict": "ok",
-                              "ideal_speedup": ideal})
-            for p, v, ideal in ((0, 0.02, 1.0), (40, 0.016, 1.5))]
-    extra = Record.from_dict({"variant": "tiny-llama-maw-p40", "benchmark": "ttft@128",
-                              "metric": "iqr_s", "value": 0.001, "unit": "s"})
-    headers, rows = performance_table(perf + [extra])
-    assert headers == ["level", "ttft@128"]  # the unjudged spread stays in the JSON only
-    assert rows == [["p0", "20 ms"], ["p40", "16 ms (-20.0%) 1.25x/1.50x"]]
+def speed(pct: float, value: float, **extra) -> Record:
+    """A TTFT record as the latency suite writes it: conditions, spread, paired speedup."""
+    return Record.from_dict({
+        "variant": f"llama-3.2-1b-maw-p{pct:g}", "benchmark": "ttft@128",
+        "metric": "ttft_median_s", "value": value, "unit": "s", "verdict": "no baseline",
+        "ideal_speedup": 1.48 if pct else 1.0, "weights": "random", "layers": 2,
+        "full_layers": 16, "dtype": "float32", "device": "Some CPU (2 cores)", "threads": 2,
+        "prompt_len": 128, "batch": 1, "q1": value * 0.9, "q3": value * 1.2, "rounds": 9,
+        "outliers": 1, **extra})
+
+
+def paired(speedup: float, low: float | None, high: float | None) -> dict:
+    significant = low is not None and (low > 1 or high < 1)
+    return {"speedup": speedup, "speedup_low": low, "speedup_high": high,
+            "speedup_rounds": 9, "speedup_paired": True, "speedup_significant": significant,
+            "efficiency": speedup / 1.48}
+
+
+def test_performance_table_says_its_conditions_spread_and_speedup_interval():
+    records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.10, 1.41)),
+               speed(10, 0.019, **paired(1.05, 0.92, 1.31)),
+               Record.from_dict({"variant": "llama-3.2-1b-maw-p40", "benchmark": "ttft@128",
+                                 "metric": "ttft_p90_s", "value": 0.03, "unit": "s"})]
+    [(conditions, (headers, rows))] = performance_tables(records)
+    assert conditions == ("TTFT: prefill of 128 tokens at batch 1 — random weights, 2 of 16 "
+                          "layers (the parameter counts above are of all 16 layers), "
+                          "float32, Some CPU (2 cores), 2 threads")
+    assert headers == ["level", "TTFT median ↓", "q1-q3", "rounds", "outliers",
+                       "speedup vs p0 [95 % CI]", "ideal", "measured / ideal", "vs baseline"]
+    assert rows == [  # the unjudged p90 stays in the JSON only
+        ["p0", "20 ms", "18 ms-24 ms", "9", "1", "reference", "-", "-", "no baseline"],
+        ["p10", "19 ms", "17.1 ms-22.8 ms", "9", "1", "**n.s.** [0.92-1.31]", "1.48x", "-",
+         "no baseline"],
+        ["p40", "16 ms", "14.4 ms-19.2 ms", "9", "1", "1.25x [1.10-1.41]", "1.48x", "0.84",
+         "no baseline"]]
+    text = markdown(records)
+    assert "#### TTFT: prefill of 128 tokens at batch 1 — random weights, 2 of 16" in text
+    assert "**n.s.** = the interval contains 1" in text
+
+
+def test_speedup_without_an_interval_is_never_a_bare_number():
+    few = speed(40, 0.016, **{**paired(1.25, None, None), "speedup_rounds": 3})
+    other = Record.from_dict({"variant": "llama-3.2-1b-maw-p40", "benchmark": "ttft@128",
+                              "metric": "ttft_median_s", "value": 0.016, "unit": "s",
+                              "verdict": "ok"})  # another producer: no speedup recorded
+    cells = [row[5] for _, (_, rows) in performance_tables([speed(0, 0.02), few])
+             for row in rows]
+    assert cells == ["reference", "**n.s.** (3 rounds: too few for an interval)"]
+    unpaired = performance_tables([speed(0, 0.02), other])[0][1][1][1]
+    assert unpaired[5] == "1.25x (unpaired, no interval)"
+
+
+def test_full_depth_and_lone_blocks_say_so():
+    whole = [speed(0, 0.02, layers=16), speed(40, 0.016, layers=16)]
+    assert ", all 16 layers, float32" in performance_tables(whole)[0][0]
+    block = [Record.from_dict({**speed(p, v).to_dict(), "benchmark": "mlp@T512",
+                               "metric": "mlp_median_s", "prompt_len": 512, "layers": 1,
+                               "full_layers": 1}) for p, v in ((0, 0.5), (10, 0.45))]
+    assert performance_tables(block)[0][0].startswith(
+        "Lone GLU MLP block: 512 tokens — random weights, one block, no model around it")
 
 
 def test_method_comparison_table_when_several_methods():
@@ -148,20 +252,31 @@ def test_method_comparison_table_when_several_methods():
     assert "| p40 l2 " in text
 
 
-def test_write_and_merge_shards(tmp_path, monkeypatch, capsys):
+def run_at(run_id: str, started: str) -> dict:
+    return {"id": run_id, "started": started, "finished": started, "args": ["-k", run_id],
+            "environment": {"device": "cpu", "python": "3"}}
+
+
+def test_write_and_merge_shards(tmp_path, capsys):
     records = study()
-    run = {"environment": {"device": "cpu", "python": "3"}}
-    write_results(records, tmp_path / "all", [run])
-    write_results([r for r in records if r.pct != 40], tmp_path / "a", [run])
-    write_results([r for r in records if r.pct != 10], tmp_path / "b", [run])  # p0 in both
+    a, b = run_at("A", "2025-01-01T10:00:00+00:00"), run_at("B", "2025-01-01T11:00:00+00:00")
+    write_results(stamp(records, "A"), tmp_path / "all", [a])
+    write_results(stamp([r for r in records if r.pct != 40], "A"), tmp_path / "a", [a])
+    write_results(stamp([r for r in records if r.pct != 10], "B"), tmp_path / "b", [b])
     assert main(["report", "merge", str(tmp_path / "a/results.json"),
                  str(tmp_path / "b/results.json"), "-o", str(tmp_path / "m")]) == 0
     assert "merged 9 records from 2 files" in capsys.readouterr().out
-    assert (tmp_path / "m/results.md").read_text() == (tmp_path / "all/results.md").read_text()
     merged, runs = load_document(tmp_path / "m/results.json")
-    assert merged == load_document(tmp_path / "all/results.json")[0]
+    values = [(r.identity, r.value, r.verdict) for r in merged]
+    assert values == [(r.identity, r.value, r.verdict)
+                      for r in load_document(tmp_path / "all/results.json")[0]]
     assert [r["source"] for r in runs] == [str(tmp_path / "a/results.json"),
                                            str(tmp_path / "b/results.json")]
+    md = (tmp_path / "m/results.md").read_text()
+    # each shard is a run of its own: the older one's records say so, with their age
+    assert "| r1    | 2025-01-01T10:00:00+00:00 | 1 h    |" in md
+    assert re.search(r"\| p10 \[r1, 1 h\] +\| 25\.00 \(\+25\.0% ▼\) +\|", md)
+    assert re.search(r"\| p40 +\| 40\.00 \(\+100\.0% ▼\) +\|", md)  # newest: unmarked
 
 
 def test_merge_conflict_names_records_and_files(tmp_path, capsys):
@@ -188,14 +303,78 @@ def test_plots_written(tmp_path):
     pytest.importorskip("matplotlib")
     from glu_prune.plots import write_plots
 
-    perf = [Record.from_dict({"variant": f"tiny-llama-maw-p{p}", "benchmark": "tpot",
-                              "metric": "median_s", "value": v, "unit": "s", "verdict": "ok",
-                              "ideal_speedup": 1 + p / 100}) for p, v in ((0, 0.01), (40, 0.008))]
+    perf = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.1, 1.4))]
     paths = write_plots(study() + perf, tmp_path)
-    assert sorted(p.name for p in paths) == ["tiny-llama-capabilities.png",
-                                             "tiny-llama-groups.png",
-                                             "tiny-llama-performance.png"]
+    assert sorted(p.name for p in paths) == ["llama-3.2-1b-performance.png",
+                                             "tiny-llama-capabilities.png",
+                                             "tiny-llama-groups.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def tiny_world(levels=((0, 1), (40, 1), (40, 64))) -> list[Record]:
+    """Every tiny benchmark's metrics at each level, well above chance."""
+    from glu_prune.benchmarks import benchmarks_for
+
+    out = []
+    for i, b in enumerate(benchmarks_for("tiny-llama")):
+        for m in b.metrics:
+            for pct, rt in levels:
+                value = (5.0 + pct / 10 if m.kind == "perplexity"
+                         else 0.95 - pct / 400 - i / 100)
+                out.append(Record.from_dict({
+                    "variant": f"tiny-llama-maw-p{pct}" + (f"-r{rt}" if rt > 1 else ""),
+                    "benchmark": b.name, "metric": m.key, "kind": m.kind, "value": value}))
+    return out
+
+
+def labelled(ax) -> list:
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def test_capability_chart_tells_every_benchmark_and_the_rounded_variant_apart():
+    pytest.importorskip("matplotlib")
+    from glu_prune.plots import capability_figure
+
+    ax = capability_figure("tiny-llama", tiny_world()).axes[0]
+    exact = labelled(ax)
+    assert len(exact) == 13  # one legend entry per benchmark
+    assert len({(line.get_color(), line.get_marker()) for line in exact}) == 13
+    assert len({line.get_color() for line in exact}) == 13  # colour alone tells them apart
+    rounded = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert len(rounded) == 13 and {tuple(line.get_xdata()) for line in rounded} == {(2.5,)}
+    assert "hollow, dotted: rounded to 64" in [t.get_text() for t in ax.get_legend().texts]
+
+
+def test_group_chart_puts_rounded_variants_at_the_share_they_remove():
+    pytest.importorskip("matplotlib")
+    from glu_prune.plots import group_figure
+
+    ax = group_figure("tiny-llama", tiny_world()).axes[0]
+    names = {line.get_label(): line for line in labelled(ax)}
+    assert set(names) == {"fragile", "robust", "fragile rounded to 64",
+                          "robust rounded to 64"}
+    assert list(names["fragile"].get_xdata()) == [0.0, pytest.approx(100 * 204 / 512)]
+    assert list(names["fragile rounded to 64"].get_xdata()) == [37.5]  # 320 of 512 kept
+
+
+def test_every_speed_panel_has_error_bars_and_the_ideal_line():
+    pytest.importorskip("matplotlib")
+    from glu_prune.plots import performance_figure
+
+    records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.1, 1.4)),
+               speed(40, 0.017, **paired(1.18, 0.9, 1.3), round_to=128)]
+    records += [Record.from_dict({**r.to_dict(), "benchmark": "tpot", "metric": "tpot_s",
+                                  "prompt_len": 32, "new_tokens": 4}) for r in records]
+    fig = performance_figure("llama-3.2-1b", records)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["ttft@128", "tpot"]
+    for ax in panels:
+        assert {line.get_label() for line in labelled(ax)} == {"ideal", "ideal rounded to 128"}
+        # error bars of the exact and the rounded series, each its own legend entry
+        assert [c.get_label() for c in ax.containers] == ["measured", "measured rounded to 128"]
+    measured = next(c for c in panels[0].containers if c.get_label() == "measured")
+    assert list(measured.lines[0].get_ydata()) == [1.0, 1.25]
+    assert "2 of 16 layers" in fig.get_suptitle() and "above" not in fig.get_suptitle()
 
 
 def test_report_check_lists_regressions_first_and_fails(tmp_path, capsys):
@@ -207,7 +386,7 @@ def test_report_check_lists_regressions_first_and_fails(tmp_path, capsys):
                  "--summary", str(summary)]) == 1
     text = summary.read_text().splitlines()
     assert text[:4] == ["earlier step", "**1 regression(s) flagged**", "",
-                        "- tiny-llama-maw-p40 mmlu acc,none: 0.3 vs baseline 0.3"]
+                        "- tiny-llama-maw-p40 mmlu acc,none: 0.4 vs baseline 0.4"]
     assert "## tiny-llama" in summary.read_text()  # then the tables
     assert "1 regression(s) flagged" in capsys.readouterr().out
 

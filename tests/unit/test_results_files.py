@@ -1,10 +1,12 @@
-"""Results are never silently lost or mixed: incomplete runs, the report folder's lock,
-failed writes, and merging shards measured under different settings."""
+"""Results are never silently lost or mixed: the report folder accumulating runs, incomplete
+runs, the report folder's lock, failed writes, and merging shards measured under different
+settings."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from glu_prune.cli import main
-from glu_prune.report import finish_run, write_results
+from glu_prune.report import finish_run, not_run_lines, write_results
 from glu_prune.report_io import (LOCK_NAME, Record, ReportFolderBusy, ReportLock, merge,
                                  read_lock)
 
@@ -46,6 +48,118 @@ def dead_pid() -> int:
     return proc.pid
 
 
+# ---------------------------------------------------------------- the folder accumulates
+
+
+def timed_run(hour: int, **more) -> dict:
+    """A pytest run that started at ``hour``:00 and ended at ``hour``:30."""
+    return run_with(**{"id": f"run{hour}", "started": f"2025-03-01T{hour:02d}:00:00+00:00",
+                       "finished": f"2025-03-01T{hour:02d}:30:00+00:00",
+                       "args": ["-m", f"run{hour}"], "models": ["tiny-llama"], **more})
+
+
+def finish(folder: Path, records: list[Record], run: dict, skipped=()) -> tuple[list, str]:
+    """finish_run as the plugin calls it; results.md with table padding squashed."""
+    lines, error = finish_run({"t.py::test": [r.to_dict() for r in records]} if records
+                              else {}, folder, {**run, "skipped": list(skipped)})
+    assert error is None, error
+    return lines, re.sub(r" {2,}", " ", (folder / "results.md").read_text())
+
+
+def test_a_later_run_adds_to_the_folder_and_older_records_show_their_run_and_age(tmp_path):
+    finish(tmp_path, [quality(0, 0.5), quality(10, 0.45)], timed_run(9))
+    _, md = finish(tmp_path, [speed(0, 0.02), speed(40, 0.016)], timed_run(12))  # speed only
+    # the accuracy table is still there, its cells naming their run and its age
+    assert "| p0 [r1, 3 h] | 0.500 |" in md  # a row of one run names it in its label
+    assert "| p10 [r1, 3 h] | 0.450 (-5.0 ▼) |" in md
+    assert "| r1 | 2025-03-01T09:00:00+00:00 | 3 h |" in md
+    assert "`pytest -m run9`" in md and "| r2 | 2025-03-01T12:00:00+00:00 | newest |" in md
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [run["id"] for run in doc["runs"]] == ["run9", "run12"] and doc["complete"] is True
+    assert {r["extra"]["run"] for r in doc["records"] if r["kind"] == "accuracy"} == {"run9"}
+
+
+def test_a_measurement_taken_again_replaces_the_older_one(tmp_path):
+    finish(tmp_path, [quality(0, 0.5), quality(10, 0.45)], timed_run(9))
+    _, md = finish(tmp_path, [quality(10, 0.40)], timed_run(10))
+    assert "| p10 | 0.400 (-10.0 ▼) |" in md and "0.450" not in md
+    assert "| p0 [r1, 1 h] | 0.500 |" in md
+    _, md = finish(tmp_path, [quality(0, 0.5), quality(10, 0.41)], timed_run(11))
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [run["id"] for run in doc["runs"]] == ["run11"]  # runs without records go
+    assert "| p0 | 0.500 |" in md  # one run: nothing to mark
+
+
+def test_records_of_an_incomplete_run_stay_marked_until_measured_again(tmp_path):
+    finish(tmp_path, [quality(0, 0.5)], timed_run(9, **INTERRUPTED))
+    _, md = finish(tmp_path, [quality(10, 0.45)], timed_run(10))
+    assert md.startswith("> **INCOMPLETE RUN r1: interrupted after 3 of 15 selected tests.**")
+    assert "| p0 [r1, 1 h, incomplete] | 0.500 |" in md
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is False
+    _, md = finish(tmp_path, [quality(0, 0.5)], timed_run(11))
+    assert "INCOMPLETE" not in md
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("old, new, says", [
+    (quality(0, 0.5, limit=100), quality(10, 0.45, limit=None),
+     "dropped 1 earlier quality record(s) of tiny-llama measured under other settings "
+     "(limit 100, chat template None, batch size None, lm-eval version 0.4.9) than this "
+     "run's (limit None,"),
+    (speed(0, 0.02, dtype="float32"), speed(40, 0.01, dtype="bfloat16"),
+     "dropped 1 earlier speed record(s) of tiny-llama measured under other settings "
+     "(device None, dtype float32,"),
+])
+def test_earlier_records_under_other_settings_are_dropped_and_that_is_said(tmp_path, old,
+                                                                          new, says):
+    finish(tmp_path, [old], timed_run(9))
+    lines, md = finish(tmp_path, [new], timed_run(10))
+    assert f"> {says}" in md and any(line.startswith(says) for line in lines)
+    assert len(json.loads((tmp_path / "results.json").read_text())["records"]) == 1
+
+
+def test_a_run_that_only_skipped_still_says_so_and_what_is_older(tmp_path):
+    finish(tmp_path, [quality(0, 0.5)], timed_run(9))
+    skip = {"model": "tiny-llama", "variant": "tiny-llama-maw-p40", "benchmark": "mmlu",
+            "test": "t.py::test_accuracy[tiny-llama-maw-p40-mmlu]",
+            "reason": "no baseline for tiny-llama-maw-p40 / mmlu"}
+    _, md = finish(tmp_path, [], timed_run(10), skipped=[skip])
+    assert "| r2 | 2025-03-01T10:00:00+00:00 | newest |" in md
+    assert "| p0 [r1, 1 h] | 0.500 |" in md
+    assert "- Not run (1 test: mmlu at p40): no baseline for <variant> / <benchmark>" in md
+
+
+def test_every_selected_model_appears_with_why_it_has_no_numbers(tmp_path):
+    skip = {"model": "llama-3.2-1b", "variant": "llama-3.2-1b-maw-p0", "benchmark": "mmlu",
+            "test": "t::a", "reason": "llama-3.2-1b: weights unavailable (offline)"}
+    run = timed_run(9, models=["llama-3.2-1b", "tiny-llama", "llama-3.2-3b"])
+    _, md = finish(tmp_path, [quality(0, 0.5)], run, skipped=[skip, {**skip, "test": "t::b"}])
+    sections = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert sections == ["llama-3.2-1b", "llama-3.2-3b", "tiny-llama"]  # registry order
+    assert "- Not run (2 tests: mmlu at p0): llama-3.2-1b: weights unavailable (offline)" in md
+    assert ("## llama-3.2-3b\n\n- Not run: no test of this model was selected in the runs "
+            "above (deselected by -k / -m or the test paths)") in md
+
+
+def test_one_cause_over_many_tests_is_one_line():
+    skips = [{"model": "llama-3.2-3b-instruct", "variant": f"llama-3.2-3b-instruct-maw-p{p}",
+              "benchmark": b, "test": f"t::{p}-{b}",
+              "reason": f"no baseline for llama-3.2-3b-instruct-maw-p{p} / {b} in "
+                        f"baselines/llama-3.2-3b-instruct.json (no entry for {b})"}
+             for p in (0, 40) for b in ("mmlu", "gsm8k")]
+    assert not_run_lines("llama-3.2-3b-instruct", [], [{"skipped": skips}]) == [
+        "Not run (4 tests: mmlu, gsm8k at p0, p40): no baseline for <variant> / <benchmark> "
+        "in baselines/llama-3.2-3b-instruct.json (no entry for <benchmark>)"]
+
+
+def test_an_unreadable_earlier_file_is_moved_aside_not_lost(tmp_path):
+    (tmp_path / "results.json").write_text("{not json")
+    lines, md = finish(tmp_path, [quality(0, 0.5)], timed_run(9))
+    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("results.unreadable-")]
+    assert len(aside) == 1 and (tmp_path / aside[0]).read_text() == "{not json"
+    assert f"moved to {aside[0]}, so this folder starts afresh" in md
+
+
 # ---------------------------------------------------------------- incomplete runs
 
 
@@ -56,8 +170,8 @@ def test_incomplete_run_opens_results_md_with_a_banner_and_json_says_so(tmp_path
     write_results([quality(0, 0.5)], tmp_path, [run_with(**INTERRUPTED)])
     md = (tmp_path / "results.md").read_text()
     assert md.splitlines()[0] == ("> **INCOMPLETE RUN: interrupted after 3 of 15 selected "
-                                  "tests.** These tables hold only what ran; a complete run "
-                                  "writing this folder replaces them.")
+                                  "tests.** Its records hold only what ran; rerunning its "
+                                  "selection into this folder completes them.")
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["complete"] is False and doc["runs"][0]["tests"] == {"selected": 15, "ran": 3}
 
@@ -76,10 +190,12 @@ def test_merge_and_check_carry_the_incomplete_shard(tmp_path, capsys):
     b = shard(tmp_path / "b", [quality(10, 0.45)], run_with())
     assert main(["report", "merge", a, b, "-o", str(tmp_path / "m")]) == 0
     md = (tmp_path / "m/results.md").read_text()
-    assert md.startswith(f"> **INCOMPLETE RUN ({a}): interrupted after 3 of 15")
+    # two shards are two runs: the incomplete one is named, and so are its records
+    assert md.startswith(f"> **INCOMPLETE RUN r1 ({a}): interrupted after 3 of 15")
+    assert re.search(r"\| p0 \[r1, \d+ s, incomplete\] +\| 0\.500 +\|", md)
     assert json.loads((tmp_path / "m/results.json").read_text())["complete"] is False
     assert main(["report", "check", str(tmp_path / "m/results.json")]) == 0
-    assert f"**INCOMPLETE RUN ({a}): interrupted" in capsys.readouterr().out
+    assert f"**INCOMPLETE RUN r1 ({a}): interrupted" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- failed writes
