@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Phase A of the one-way restructuring: subpackages, 1:1 moves, three splits by name, and
+"""Phase A of the one-way restructuring: subpackages, 1:1 moves, four splits by name, and
 a rewrite of every import / module string in glu_prune/, tests/, benchmarks/, conftest.py.
 
 Run from the repository root of a clean, committed work tree, with the project's virtualenv
