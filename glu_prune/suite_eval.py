@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ import pytest
 from glu_prune.baselines import (UPDATE_FLAG, BaselineError, BaselineFile, Tolerance,
                                  baseline_path, compare_metric, load_baseline, mismatch_help,
                                  settings_mismatch, update_baseline)
-from glu_prune.benchmarks import Benchmark, benchmarks_for
+from glu_prune.benchmarks import BENCHMARK_SETS, Benchmark, benchmarks_for
 from glu_prune.console import progress_line, quiet_libraries
 from glu_prune.evaluate import (BenchResult, EvalSettings, ResultCache, TaskSource,
                                 VariantRunner, benchmark_failure, run_settings)
@@ -74,10 +75,6 @@ def parse_ppl_tol(text: str | None) -> dict[str, Any]:
     Raises ``pytest.UsageError`` naming the option, the bad part and what is valid: a NaN
     would turn the gate off and a misspelt name would be ignored, both silently.
     """
-    import math
-
-    from glu_prune.benchmarks import BENCHMARK_SETS
-
     def number(value: str) -> float:
         try:
             tol = float(value)
