@@ -34,7 +34,7 @@ import torch
 from tabulate import tabulate
 
 from glu_prune import load_model, prune_glu_mlp
-from glu_prune.calibration import collect_stats
+from glu_prune.core.calibration import collect_stats
 
 LOG = logging.getLogger("calibration_cost")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -31,8 +31,9 @@ def _combined(model: Any, tok: Any, benches: list, settings: Any) -> None:
     """The evaluation before per-benchmark calls: one ``simple_evaluate`` over all."""
     from lm_eval import simple_evaluate
 
-    from glu_prune.evaluate import (PYTHON_SEED, _cpu_threads_for, _serial_bootstrap,
-                                    extract_metrics, load_tasks, make_lm, task_manager_for)
+    from glu_prune.evaluation.harness import (PYTHON_SEED, _cpu_threads_for, _serial_bootstrap,
+                                              extract_metrics, load_tasks, make_lm,
+                                              task_manager_for)
 
     lm, tm = make_lm(model, tok, settings), task_manager_for(benches)
     with _serial_bootstrap(), _cpu_threads_for(model):
@@ -49,7 +50,7 @@ def _combined(model: Any, tok: Any, benches: list, settings: Any) -> None:
 
 
 def _per_benchmark(model: Any, tok: Any, benches: list, settings: Any) -> None:
-    from glu_prune.evaluate import TaskSource, evaluate_variant
+    from glu_prune.evaluation.harness import TaskSource, evaluate_variant
 
     ev = evaluate_variant(model, tok, "overhead", benches, settings, cache=None,
                           progress=LOG.debug, tasks=TaskSource())
@@ -70,9 +71,9 @@ def measure(model_name: str, names: list[str] | None, limit: int | None,
     """(wall, CPU) seconds per round of each way, alternating which goes first."""
     import torch
 
-    from glu_prune.benchmarks import benchmarks_for
-    from glu_prune.evaluate import EvalSettings
-    from glu_prune.models import load_model
+    from glu_prune.catalog.benchmarks import benchmarks_for
+    from glu_prune.evaluation.harness import EvalSettings
+    from glu_prune.core.loading import load_model
 
     model, tok = load_model(model_name, dtype=torch.float32, device="cpu")
     benches = [b for b in benchmarks_for(model_name) if names is None or b.name in names]

@@ -21,8 +21,8 @@ def measure(name: str, dtype: str, device: str, rounds: int) -> tuple[int, list[
     """(bytes of weights hashed, seconds per identity) for one model's shape."""
     import torch
 
-    from glu_prune.identity import _unique_tensors, model_identity
-    from glu_prune.models import load_model
+    from glu_prune.evaluation.identity import _unique_tensors, model_identity
+    from glu_prune.core.loading import load_model
 
     model, tok = load_model(name, weights="random", dtype=getattr(torch, dtype), device=device)
     hashed, _ = _unique_tensors(model.state_dict())  # tied embeddings count once

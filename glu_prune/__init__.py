@@ -1,7 +1,10 @@
 """glu-prune: structured width pruning of Llama GLU-MLP layers, and a pytest suite to judge it."""
 
-from glu_prune.models import MODELS, ModelSpec, WeightsUnavailable, get_model_spec, load_model
-from glu_prune.prune import PruneReport, expansion_table, kept_count, prune_glu_mlp
+from glu_prune.catalog import models  # noqa: F401  (README: glu_prune.models.make_config)
+from glu_prune.catalog.models import MODELS, ModelSpec, get_model_spec
+from glu_prune.core.arithmetic import expansion_table, kept_count
+from glu_prune.core.loading import WeightsUnavailable, load_model
+from glu_prune.core.prune import PruneReport, prune_glu_mlp
 
 __version__ = "0.1.0"
 __all__ = ["MODELS", "ModelSpec", "PruneReport", "WeightsUnavailable", "expansion_table",

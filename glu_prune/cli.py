@@ -19,10 +19,11 @@ from typing import Callable
 from tabulate import tabulate
 
 from glu_prune.console import quiet_libraries
-from glu_prune.importance import SCORERS
-from glu_prune.models import (MODELS, ArchitectureMismatch, WeightsUnavailable, get_model_spec,
-                              load_model, make_config)
-from glu_prune.prune import expansion_table, kept_count, prune_glu_mlp
+from glu_prune.core.importance import SCORERS
+from glu_prune.catalog.models import MODELS, get_model_spec, make_config
+from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
+from glu_prune.core.arithmetic import expansion_table, kept_count
+from glu_prune.core.prune import prune_glu_mlp
 
 LOG = logging.getLogger("glu_prune")
 
@@ -169,8 +170,8 @@ def check_plots_installed(plots: bool) -> None:
 
 def cmd_report_merge(args: argparse.Namespace) -> int:
     """Merge shards' results.json into one results.json + results.md."""
-    from glu_prune.report import write_results
-    from glu_prune.report_io import ReportLock, merge
+    from glu_prune.results.report import write_results
+    from glu_prune.results.record_io import ReportLock, merge
 
     check_plots_installed(args.plots)
     records, runs, mixed = merge(args.inputs, allow_mixed_settings=args.allow_mixed_settings)
@@ -189,8 +190,8 @@ def cmd_report_merge(args: argparse.Namespace) -> int:
 
 def cmd_report_check(args: argparse.Namespace) -> int:
     """Regressions first, then the tables; exit 1 when any regression was flagged."""
-    from glu_prune.report import incomplete_banner, markdown, regressions
-    from glu_prune.report_io import header_line, load_document
+    from glu_prune.results.report import incomplete_banner, markdown, regressions
+    from glu_prune.results.record_io import header_line, load_document
 
     records, runs = load_document(args.results)
     regs = regressions(records)

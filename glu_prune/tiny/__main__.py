@@ -31,20 +31,20 @@ def main(argv: list[str] | None = None) -> None:
 
         write_twins()
     if args.cmd == "train":
-        from glu_prune.tiny.train import train_all
+        from glu_prune.tools.tiny_train import train_all
 
         t0 = time.time()
         times = train_all(args.out, steps=args.steps, n_docs=args.docs)
         log.info("stages (minutes): %s; total %.1f min", times, (time.time() - t0) / 60)
     elif args.cmd == "compare-methods":
-        from glu_prune.tiny.compare import compare_methods
+        from glu_prune.tools.tiny_compare import compare_methods
 
         table = compare_methods(pcts=args.pcts)
         log.info("method comparison:\n%s", table)
         if args.out:
             args.out.write_text(table + "\n")
     elif args.cmd == "report":
-        from glu_prune.tiny.compare import full_report
+        from glu_prune.tools.tiny_compare import full_report
 
         text = full_report()
         log.info("report:\n%s", text)

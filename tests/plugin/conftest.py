@@ -25,7 +25,7 @@ def fake_variants(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest('''
 import pytest
 
-pytest_plugins = ["glu_prune.pytest_plugin"]
+pytest_plugins = ["glu_prune.plugin"]
 
 
 @pytest.fixture

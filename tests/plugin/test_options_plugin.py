@@ -18,7 +18,7 @@ MARKING_CONFTEST = '''
 import pytest
 from pathlib import Path
 
-pytest_plugins = ["glu_prune.pytest_plugin"]
+pytest_plugins = ["glu_prune.plugin"]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from glu_prune import preflight
+from glu_prune.evaluation import preflight
 
 TEST_FILE = """
 import pytest
@@ -33,7 +33,7 @@ def no_punkt_tab(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _weights(monkeypatch: pytest.MonkeyPatch, available: bool) -> None:
-    import glu_prune.pytest_plugin as plugin
+    import glu_prune.plugin as plugin
 
     monkeypatch.setattr(plugin, "weights_obtainable", lambda name, models_dir=None: available)
 

@@ -55,7 +55,7 @@ def test_speed(glu_record, pct):
 
 
 def make_suite(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest('pytest_plugins = ["glu_prune.pytest_plugin"]')
+    pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
     pytester.makepyfile(test_fake=FAKE_SUITE)
 
 
@@ -196,7 +196,7 @@ def test_step_summary_appended(pytester: pytest.Pytester, monkeypatch: pytest.Mo
 def test_nothing_written_without_records_and_bad_records_reported(pytester: pytest.Pytester,
                                                                   monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    pytester.makeconftest('pytest_plugins = ["glu_prune.pytest_plugin"]')
+    pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
     pytester.makepyfile(test_plain="def test_a():\n    pass\n", test_bad='''
 def test_bad(request):
     request.node.user_properties.append(("glu_record", {"variant": "v", "benchmark": "b"}))
@@ -334,7 +334,7 @@ def test_report_path_that_is_a_file_fails_the_run(pytester: pytest.Pytester):
 
 
 def test_results_that_cannot_be_written_at_the_end_fail_the_run(pytester: pytest.Pytester):
-    pytester.makeconftest('pytest_plugins = ["glu_prune.pytest_plugin"]')
+    pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
     pytester.makepyfile(test_one='''
 def test_one(glu_record):
     glu_record(variant="tiny-llama-maw-p0", benchmark="mmlu", metric="acc,none", value=0.5)

@@ -24,7 +24,7 @@ import os
 
 import lm_eval.evaluator
 
-pytest_plugins = ["glu_prune.pytest_plugin"]
+pytest_plugins = ["glu_prune.plugin"]
 
 _real_evaluate = lm_eval.evaluator.evaluate
 

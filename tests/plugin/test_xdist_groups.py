@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from glu_prune.pytest_plugin import LoadgroupGuard
-from glu_prune.pytest_results import plain_nodeid
+from glu_prune.plugin import LoadgroupGuard
+from glu_prune.plugin.results import plain_nodeid
 
 # three tests per variant; each writes "<variant> <worker>" to a file of its own
 SUITE = '''

@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from glu_prune import load_model, prune_glu_mlp
-from glu_prune.prune import glu_mlps, slice_mlp
+from glu_prune.core.prune import glu_mlps, slice_mlp
 
 pytestmark = pytest.mark.invariants
 

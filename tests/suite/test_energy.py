@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from glu_prune.energy import joules_per_token, sharing_warning
-from glu_prune.perf import (Row, decode, ideal_decode_speedup, ideal_prefill_speedup, prefill,
-                            random_prompt, start_decode)
+from glu_prune.performance.energy import joules_per_token, sharing_warning
+from glu_prune.performance.stats import Row
+from glu_prune.performance.timing import decode, prefill, random_prompt, start_decode
+from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
 
 pytestmark = pytest.mark.energy
 

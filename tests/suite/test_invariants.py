@@ -17,9 +17,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from glu_prune import expansion_table, get_model_spec, load_model, prune_glu_mlp
-from glu_prune.importance import SCORERS
-from glu_prune.models import make_config
-from glu_prune.prune import glu_mlps, plan_pruning
+from glu_prune.core.importance import SCORERS
+from glu_prune.catalog.models import make_config
+from glu_prune.core.prune import glu_mlps, plan_pruning
 
 pytestmark = pytest.mark.invariants
 

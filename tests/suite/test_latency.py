@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 import torch
 
-from glu_prune.models import get_model_spec
-from glu_prune.perf import (MLP_BLOCK_TOKENS, Call, Row, decode, fixed_length_config,
-                            generate, ideal_decode_speedup, ideal_prefill_speedup, mlp_block,
-                            mlp_block_size, prefill, random_prompt, run_block, run_paired,
-                            spread, start_decode, timing_stats)
-from glu_prune.perf_baselines import prefill_efficiency_floor
+from glu_prune.catalog.models import get_model_spec
+from glu_prune.performance.settings import MLP_BLOCK_TOKENS
+from glu_prune.performance.stats import Call, Row, run_paired, spread, timing_stats
+from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block,
+                                          mlp_block_size, prefill, random_prompt, run_block,
+                                          start_decode)
+from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
+from glu_prune.judging.speed import prefill_efficiency_floor
 
 pytestmark = pytest.mark.latency
 

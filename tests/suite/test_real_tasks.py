@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from glu_prune.benchmarks import REAL_BENCHMARKS, Benchmark
-from glu_prune.evaluate import EvalSettings, VariantEvaluation
-from glu_prune.preflight import PreflightError, check_ifeval_resources, has_punkt_tab
-from glu_prune.task_fixtures.rehearse import real_benchmarks, rehearse
+from glu_prune.catalog.benchmarks import REAL_BENCHMARKS, Benchmark
+from glu_prune.evaluation.harness import EvalSettings, VariantEvaluation
+from glu_prune.evaluation.preflight import PreflightError, check_ifeval_resources, has_punkt_tab
+from glu_prune.tools.rehearse import real_benchmarks, rehearse
 
 pytestmark = [
     pytest.mark.slow,  # all 13 benchmarks: about a minute on 2 CPU cores

@@ -33,7 +33,7 @@ RANDOM_RATIO = 10  # "far below": trained perplexity at least 10x lower than ran
 
 
 def _load(weights: str = "auto"):
-    from glu_prune.models import load_model
+    from glu_prune.core.loading import load_model
 
     if weights == "auto" and not (tiny.MODEL_DIRS["tiny-llama"] / "model.safetensors").is_file():
         pytest.fail("shipped tiny-llama weights missing: run python -m glu_prune.tiny train")
@@ -46,7 +46,7 @@ def _load(weights: str = "auto"):
 
 
 def _eval(model, tok, names) -> dict[str, dict[str, float]]:
-    from glu_prune.tiny.compare import evaluate_twins
+    from glu_prune.tools.tiny_compare import evaluate_twins
 
     return evaluate_twins(model, tok, list(names))
 
@@ -103,7 +103,7 @@ def test_maw_pruning_raises_wikitext_perplexity_monotonically(unpruned_scores):
 @pytest.mark.methods
 @pytest.mark.slow
 def test_compare_methods_runs():
-    from glu_prune.tiny.compare import COLUMNS, compare_methods
+    from glu_prune.tools.tiny_compare import COLUMNS, compare_methods
 
     table = compare_methods(pcts=(10,), methods=("maw", "random"))
     lines = table.splitlines()

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from glu_prune.baselines import (BaselineError, Tolerance, compare_metric, dump,
-                                 effective_stderr, load_baseline, mismatch_help,
-                                 settings_mismatch, update_baseline)
-from glu_prune.benchmarks import benchmarks_for, get_benchmark
-from glu_prune.evaluate import MetricValue
+from glu_prune.judging.quality import (BaselineError, Tolerance, compare_metric, dump,
+                                       effective_stderr, load_baseline, mismatch_help,
+                                       settings_mismatch, update_baseline)
+from glu_prune.catalog.benchmarks import benchmarks_for, get_benchmark
+from glu_prune.evaluation.harness import MetricValue
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -256,7 +256,7 @@ def test_3b_instruct_has_no_baseline_and_says_so():
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"no study files at {REFERENCE}")
 def test_committed_real_baselines_are_what_the_builder_makes(tmp_path):
-    from glu_prune.reference import build_reference
+    from glu_prune.tools.build_reference import build_reference
 
     for path in build_reference(REFERENCE, tmp_path):
         assert path.read_text() == (ROOT / "baselines" / path.name).read_text(), path.name

@@ -3,9 +3,9 @@
 import pytest
 
 from glu_prune import tiny
-from glu_prune.benchmarks import (BENCHMARK_SETS, Benchmark, Metric, benchmark_set,
-                                  benchmarks_for, get_benchmark)
-from glu_prune.models import MODELS
+from glu_prune.catalog.benchmarks import (BENCHMARK_SETS, Benchmark, Metric, benchmark_set,
+                                          benchmarks_for, get_benchmark)
+from glu_prune.catalog.models import MODELS
 
 BASE = ["wikitext", "mmlu", "arc_challenge", "hellaswag", "winogrande", "piqa", "boolq",
         "lambada_openai", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k", "ifeval",

@@ -11,13 +11,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from glu_prune import load_model, prune_glu_mlp
-from glu_prune.calibration import (HUB_DATASETS, CalibrationSettings, HubDataset, LayerStats,
-                                   TextFile, Texts, TinyCorpus, calibration_batches,
-                                   calibration_tokens, collect_stats, settings_for,
-                                   source_from_name)
-from glu_prune.compensate import add_bias_compensation
-from glu_prune.importance import CALIBRATED_SCORERS, score
-from glu_prune.prune import glu_mlps, kept_count, select_kept, slice_mlp
+from glu_prune.core.calibration import (HUB_DATASETS, CalibrationSettings, HubDataset, LayerStats,
+                                        TextFile, Texts, TinyCorpus, calibration_batches,
+                                        calibration_tokens, collect_stats, settings_for,
+                                        source_from_name)
+from glu_prune.core.compensate import add_bias_compensation
+from glu_prune.core.importance import CALIBRATED_SCORERS, score
+from glu_prune.core.prune import glu_mlps, select_kept, slice_mlp
+from glu_prune.core.arithmetic import kept_count
 from glu_prune.tiny import MODEL_DIRS
 
 ATOL = RTOL = 1e-5  # fp32, as the suite's pruned == zeroed invariant

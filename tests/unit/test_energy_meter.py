@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from glu_prune.energy import (EnergyMeter, EnergyUnavailable, EnergyWindow,
-                              decode_joules_per_token, joules_per_token, nvml_index,
-                              sharing_warning)
+from glu_prune.performance.energy import (EnergyMeter, EnergyUnavailable, EnergyWindow,
+                                          decode_joules_per_token, joules_per_token, nvml_index,
+                                          sharing_warning)
 
 
 class FakeNVML:

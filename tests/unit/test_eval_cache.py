@@ -16,12 +16,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import glu_prune.evaluate as ev
+import glu_prune.evaluation.harness as ev
 from glu_prune import tiny
-from glu_prune.baselines import Tolerance
-from glu_prune.benchmarks import get_benchmark
-from glu_prune.evaluate import (EvalSettings, ResultCache, TaskSource, evaluate_variant,
-                                load_tasks, model_identity, task_fingerprint)
+from glu_prune.judging.quality import Tolerance
+from glu_prune.catalog.benchmarks import get_benchmark
+from glu_prune.evaluation.harness import (EvalSettings, ResultCache, TaskSource, evaluate_variant,
+                                          load_tasks, model_identity, task_fingerprint)
 
 WIKI = get_benchmark("tiny-llama", "wikitext")
 MMLU = get_benchmark("tiny-llama", "mmlu")
@@ -30,7 +30,7 @@ PIQA = get_benchmark("tiny-llama", "piqa")
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from glu_prune.models import load_model
+    from glu_prune.core.loading import load_model
 
     return load_model("tiny-llama", device="cpu")
 
@@ -90,7 +90,7 @@ def test_model_identity_follows_the_tokenizer_and_survives_lm_eval(tiny_model):
 
 
 def test_tensor_digest_reads_values_in_logical_order_with_the_shape():
-    from glu_prune.identity import tensor_digest
+    from glu_prune.evaluation.identity import tensor_digest
 
     t = torch.arange(12, dtype=torch.bfloat16).reshape(3, 4)
     assert tensor_digest(t.t()) == tensor_digest(t.t().contiguous()) != tensor_digest(t)
@@ -99,7 +99,7 @@ def test_tensor_digest_reads_values_in_logical_order_with_the_shape():
 
 
 def test_tied_weights_are_hashed_once(tiny_model, monkeypatch):
-    from glu_prune import identity
+    from glu_prune.evaluation import identity
 
     tied = copy.deepcopy(tiny_model[0])
     tied.lm_head.weight = tied.model.embed_tokens.weight
@@ -194,7 +194,7 @@ def _fake_seams(monkeypatch, counts):
 
 
 def test_identity_and_lm_wrapper_are_made_once_per_variant(monkeypatch, tmp_path):
-    from glu_prune.suite_eval import EvalSession
+    from glu_prune.plugin.quality import EvalSession
 
     counts = {"identity": 0, "run": 0, "lm": 0}
     _fake_seams(monkeypatch, counts)
@@ -238,7 +238,7 @@ def test_an_unreadable_cache_entry_is_logged_once_and_recomputed(monkeypatch, tm
     good = json.loads(path.read_text())
     path.write_bytes(spoil(good))
     key16 = path.name.split(".")[1]  # the file is named by the key's first 16 characters
-    with caplog.at_level(logging.WARNING, logger="glu_prune.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="glu_prune.evaluation.harness"):
         assert cache.get("v", "piqa", key16, ["acc,none"]) is None
         assert cache.get("v", "piqa", key16, ["acc,none"]) is None
     warnings = [r for r in caplog.records if "unreadable cache entry" in r.getMessage()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glu_prune.gpus import ENV, choose_gpu, pin_worker, worker_index
+from glu_prune.plugin.gpus import ENV, choose_gpu, pin_worker, worker_index
 
 
 def _no_nvml() -> int:

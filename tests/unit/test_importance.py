@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from glu_prune.calibration import LayerStats
-from glu_prune.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, SCORERS, get_scorer,
-                                  needs_calibration, score)
+from glu_prune.core.calibration import LayerStats
+from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, SCORERS, get_scorer,
+                                       needs_calibration, score)
 
 
 class _MLP(nn.Module):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from glu_prune import WeightsUnavailable, get_model_spec, load_model
-from glu_prune.models import MODELS, ArchitectureMismatch, check_architecture, make_config
+from glu_prune.catalog.models import MODELS, make_config
+from glu_prune.core.loading import ArchitectureMismatch, check_architecture
 
 
 def test_registry():
@@ -148,7 +149,7 @@ def test_offline_mode_is_named_as_such_and_never_probes(monkeypatch, no_hub_cach
 def test_an_unreachable_hub_is_named_as_such(monkeypatch, no_hub_cache):
     from huggingface_hub import constants
 
-    from glu_prune import models
+    from glu_prune.core import loading as models
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(models, "_endpoint_answers", lambda timeout: False)
@@ -160,7 +161,7 @@ def test_an_unreachable_hub_is_named_as_such(monkeypatch, no_hub_cache):
 
 def test_weights_obtainable_from_a_models_dir_and_not_offline_without_one(tmp_path,
                                                                           monkeypatch):
-    from glu_prune import models
+    from glu_prune.core import loading as models
 
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))

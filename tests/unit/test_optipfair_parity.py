@@ -22,10 +22,11 @@ if pytest.importorskip("optipfair").__version__ != "0.4.2":
     pytest.skip("parity is pinned to optipfair 0.4.2", allow_module_level=True)
 
 from glu_prune import load_model, prune_glu_mlp
-from glu_prune.calibration import (CalibrationSettings, TinyCorpus, calibration_batches,
-                                   collect_stats)
-from glu_prune.importance import score
-from glu_prune.prune import glu_mlps, kept_count, select_kept
+from glu_prune.core.calibration import (CalibrationSettings, TinyCorpus, calibration_batches,
+                                        collect_stats)
+from glu_prune.core.importance import score
+from glu_prune.core.prune import glu_mlps, select_kept
+from glu_prune.core.arithmetic import kept_count
 
 # our name -> optipfair's name for its static importance functions
 STATIC = {"maw": "MAW", "vow": "VOW", "pon": "PON", "l2": "L2"}

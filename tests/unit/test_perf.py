@@ -9,15 +9,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from glu_prune.models import load_model, make_config
-from glu_prune.perf import (Call, PerfContext, PerfModels, PerfVariant, Row, Speedup, decode,
-                            fixed_length_config, generate, ideal_decode_speedup,
-                            ideal_prefill_speedup, level_pairs, markdown_table,
-                            median_interval, mlp_block_id, prefill, random_prompt,
-                            records_from_benchmark_json, resolve_layers, resolve_settings,
-                            run_paired, spread, start_decode, timing_stats)
-from glu_prune.perf_baselines import (NO_BASELINE, DeviceInfo, PerfBaselineError,
-                                      PerfBaselines, compare, prefill_efficiency_floor)
+from glu_prune.core.loading import load_model
+from glu_prune.catalog.models import make_config
+from glu_prune.performance.stats import (Call, Row, Speedup, median_interval, run_paired, spread,
+                                         timing_stats)
+from glu_prune.plugin.perf_session import PerfContext, markdown_table, records_from_benchmark_json
+from glu_prune.performance.models import PerfModels
+from glu_prune.performance.settings import (PerfVariant, level_pairs, resolve_layers,
+                                            resolve_settings)
+from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block_id,
+                                          prefill, random_prompt, start_decode)
+from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
+from glu_prune.judging.speed import (NO_BASELINE, DeviceInfo, PerfBaselineError, PerfBaselines,
+                                     compare, prefill_efficiency_floor)
 
 pytest_plugins = ["pytester"]
 
@@ -80,7 +84,7 @@ def test_mlp_block_ids_carry_slug_and_size():
 
 
 def test_ideal_speedups_follow_flops_and_weight_bytes():
-    from glu_prune.prune import expansion_table
+    from glu_prune.core.arithmetic import expansion_table
 
     cfg = make_config("llama-3.2-1b")
     prefill_40, decode_40 = ideal_prefill_speedup(cfg, 8192, 4916, 512), \
@@ -204,7 +208,7 @@ class FakeBenchmark:
 
 
 def test_run_paired_alternates_reference_and_variant_and_pairs_their_rounds(monkeypatch):
-    from glu_prune import perf
+    from glu_prune.performance import stats as perf
 
     bench = FakeBenchmark([1.0, 2.0, 1.0])  # the variant's timed rounds
     clock = iter([0.0, 1.5, 10.0, 13.0, 20.0, 22.0, 30.0, 31.0])  # reference: 1.5, 3, 2, 1
@@ -287,7 +291,7 @@ def _bench():
 
 
 def test_finish_gives_speedup_efficiency_and_schema_records(tmp_path):
-    from glu_prune.report_io import Record
+    from glu_prune.results.record_io import Record
 
     ctx = PerfContext(resolve_settings(device="cpu"), None, PerfBaselines.load(tmp_path, DEV))
     p0, p40 = (PerfVariant("llama-3.2-1b", pct, layers=2, full_layers=16) for pct in (0, 40))
@@ -328,7 +332,7 @@ import time
 
 import pytest
 
-from glu_prune.energy import EnergyMeter
+from glu_prune.performance.energy import EnergyMeter
 
 
 class FakeNVML:
@@ -360,8 +364,8 @@ def energy_meter():
 def warm(tiny):
     """Import what the suite imports before pytester snapshots sys.modules (a re-import of
     torch.distributed in an in-process run registers its ops twice)."""
-    import glu_prune.pytest_plugin  # noqa: F401
-    from glu_prune.prune import prune_glu_mlp
+    import glu_prune.plugin  # noqa: F401
+    from glu_prune.core.prune import prune_glu_mlp
 
     prune_glu_mlp(tiny, pct=0)
 
@@ -378,7 +382,7 @@ def suite(pytester, warm):
 
 def _run(pytester, *args, k="p0 or p40-L or p40]"):
     return pytester.runpytest_inprocess(
-        "-p", "glu_prune.pytest_plugin", "--benchmark-only", "--glu-models", "tiny-llama",
+        "-p", "glu_prune.plugin", "--benchmark-only", "--glu-models", "tiny-llama",
         "--glu-baselines-dir", "baselines", "--glu-device-name", "Test CPU",
         "--glu-perf-rounds", "1", "--glu-report", "out", "-k", k, "-rsf", *args)
 
@@ -435,7 +439,7 @@ def test_latency_rows_carry_spread_rounds_outliers_and_the_speedup_interval(suit
 TPOT_NOISE = '''
 import time
 
-import glu_prune.perf as perf
+import glu_prune.performance.timing as perf
 
 _start = perf.start_decode
 
@@ -484,7 +488,7 @@ def test_energy_suite_skips_without_nvml_and_runs_on_a_fake_counter(suite):
 def test_benchmark_only_under_xdist_stops_with_the_serial_message(pytester):
     pytester.makepyfile(test_x="def test_x(): pass")
     # Stops in the controller's configure, before any worker starts.
-    res = pytester.runpytest_inprocess("-p", "glu_prune.pytest_plugin", "-p", "xdist",
+    res = pytester.runpytest_inprocess("-p", "glu_prune.plugin", "-p", "xdist",
                                        "-n", "2", "--benchmark-only")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     res.stderr.fnmatch_lines(["*latency/energy benchmarks must run serially*without -n*"])

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from glu_prune import preflight
-from glu_prune.preflight import PUNKT_TAB_INSTALL, PreflightError, check_ifeval_resources
+from glu_prune.evaluation import preflight
+from glu_prune.evaluation.preflight import (PUNKT_TAB_INSTALL, PreflightError,
+                                            check_ifeval_resources)
 
 nltk = pytest.importorskip("nltk")
 

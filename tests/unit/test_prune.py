@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from glu_prune.models import make_config
-from glu_prune.prune import (check_level, config_param_count, decode_weight_bytes,
-                             expansion_table, glu_mlps, kept_count, prefill_flops,
-                             prune_glu_mlp, select_kept, slice_mlp)
+from glu_prune.catalog.models import make_config
+from glu_prune.core.arithmetic import (check_level, config_param_count, decode_weight_bytes,
+                                       expansion_table, kept_count, prefill_flops)
+from glu_prune.core.prune import glu_mlps, prune_glu_mlp, select_kept, slice_mlp
 
 
 @pytest.mark.parametrize("pct,kept", [(0, 8192), (10, 7373), (20, 6554), (30, 5735),

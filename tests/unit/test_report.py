@@ -9,10 +9,10 @@ import re
 import pytest
 
 from glu_prune.cli import main
-from glu_prune.report import (at_chance, capability_table, count_line, group_means, markdown,
-                              quality_change, write_results)
-from glu_prune.report_io import Record, load_document, merge, parse_slug, stamp
-from glu_prune.report_perf import performance_tables
+from glu_prune.results.report import (at_chance, capability_table, count_line, group_means,
+                                      markdown, quality_change, write_results)
+from glu_prune.results.record_io import Record, load_document, merge, parse_slug, stamp
+from glu_prune.results.perf_tables import performance_tables
 
 BENCH = {"wikitext": ("word_perplexity,none", "perplexity"), "mmlu": ("acc,none", "accuracy"),
          "truthfulqa_mc1": ("acc,none", "accuracy")}
@@ -301,7 +301,7 @@ def test_merge_rejects_other_json(tmp_path):
 
 def test_plots_written(tmp_path):
     pytest.importorskip("matplotlib")
-    from glu_prune.plots import write_plots
+    from glu_prune.results.plots import write_plots
 
     perf = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.1, 1.4))]
     paths = write_plots(study() + perf, tmp_path)
@@ -313,7 +313,7 @@ def test_plots_written(tmp_path):
 
 def tiny_world(levels=((0, 1), (40, 1), (40, 64))) -> list[Record]:
     """Every tiny benchmark's metrics at each level, well above chance."""
-    from glu_prune.benchmarks import benchmarks_for
+    from glu_prune.catalog.benchmarks import benchmarks_for
 
     out = []
     for i, b in enumerate(benchmarks_for("tiny-llama")):
@@ -333,7 +333,7 @@ def labelled(ax) -> list:
 
 def test_capability_chart_tells_every_benchmark_and_the_rounded_variant_apart():
     pytest.importorskip("matplotlib")
-    from glu_prune.plots import capability_figure
+    from glu_prune.results.plots import capability_figure
 
     ax = capability_figure("tiny-llama", tiny_world()).axes[0]
     exact = labelled(ax)
@@ -347,7 +347,7 @@ def test_capability_chart_tells_every_benchmark_and_the_rounded_variant_apart():
 
 def test_group_chart_puts_rounded_variants_at_the_share_they_remove():
     pytest.importorskip("matplotlib")
-    from glu_prune.plots import group_figure
+    from glu_prune.results.plots import group_figure
 
     ax = group_figure("tiny-llama", tiny_world()).axes[0]
     names = {line.get_label(): line for line in labelled(ax)}
@@ -359,7 +359,7 @@ def test_group_chart_puts_rounded_variants_at_the_share_they_remove():
 
 def test_every_speed_panel_has_error_bars_and_the_ideal_line():
     pytest.importorskip("matplotlib")
-    from glu_prune.plots import performance_figure
+    from glu_prune.results.plots import performance_figure
 
     records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.1, 1.4)),
                speed(40, 0.017, **paired(1.18, 0.9, 1.3), round_to=128)]

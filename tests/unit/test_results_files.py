@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from glu_prune.cli import main
-from glu_prune.report import finish_run, not_run_lines, write_results
-from glu_prune.report_io import (LOCK_NAME, Record, ReportFolderBusy, ReportLock, merge,
-                                 read_lock)
+from glu_prune.results.report import finish_run, not_run_lines, write_results
+from glu_prune.results.record_io import (LOCK_NAME, Record, ReportFolderBusy, ReportLock, merge,
+                                         read_lock)
 
 
 def quality(pct: float, value: float, **extra) -> Record:

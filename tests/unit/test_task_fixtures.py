@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from glu_prune.benchmarks import REAL_BENCHMARKS
-from glu_prune.evaluate import EvalSettings
+from glu_prune.catalog.benchmarks import REAL_BENCHMARKS
+from glu_prune.evaluation.harness import EvalSettings
 from glu_prune.task_fixtures import (
     DATA_DIR,
     FixtureLoader,
@@ -24,12 +24,8 @@ from glu_prune.task_fixtures import (
     read_fixture_file,
     serve_fixtures,
 )
-from glu_prune.task_fixtures.rehearse import (
-    IFEVAL_MAX_GEN_TOKS,
-    real_benchmarks,
-    select_benchmarks,
-    settings_for,
-)
+from glu_prune.tools.rehearse import (IFEVAL_MAX_GEN_TOKS, real_benchmarks, select_benchmarks,
+                                      settings_for)
 
 
 @pytest.fixture(scope="module")

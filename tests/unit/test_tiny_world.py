@@ -137,7 +137,7 @@ def test_twin_task_matches_real_task(twin_tasks, bench):
 
 
 def test_twins_match_benchmark_registry():
-    from glu_prune.benchmarks import benchmark_set
+    from glu_prune.catalog.benchmarks import benchmark_set
 
     for b in benchmark_set("tiny"):
         assert b.task == tiny.TWIN_TASKS[b.name]

@@ -6,10 +6,10 @@ import gc
 
 import pytest
 
-from glu_prune import variants
-from glu_prune.models import WeightsUnavailable
-from glu_prune.variants import (VariantCache, VariantId, parse_list, select_variants,
-                                variant_slug)
+from glu_prune.core import variants
+from glu_prune.core.loading import WeightsUnavailable
+from glu_prune.core.variants import (VariantCache, VariantId, parse_list, select_variants,
+                                     variant_slug)
 
 
 def test_slug():

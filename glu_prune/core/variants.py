@@ -1,0 +1,208 @@
+"""Variants: the (model, method, level, round_to) matrix, their slugs, and a build cache.
+
+A variant's slug (``llama-3.2-1b-maw-p40``, ``-r128`` when rounded) is in every test id,
+so ``-k 1b``, ``-k p40`` and ``-k maw`` select naturally.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from glu_prune.catalog.models import MODELS, ModelSpec, get_model_spec
+from glu_prune.core.loading import WeightsUnavailable, has_local_weights, load_model
+from glu_prune.core.prune import PruneReport, prune_glu_mlp
+
+LOG = logging.getLogger(__name__)
+
+
+def variant_slug(model: str, method: str, pct: float, round_to: int = 1) -> str:
+    """``{model}-{method}-p{pct}`` plus ``-r{round_to}`` when rounding is on."""
+    level = f"{pct:g}".replace(".", "_")
+    return f"{model}-{method}-p{level}" + (f"-r{round_to}" if round_to > 1 else "")
+
+
+@dataclass(frozen=True, order=True)
+class VariantId:
+    """Identity of one pruned variant (sortable: model, then method, level, rounding)."""
+
+    model: str
+    method: str
+    pct: float
+    round_to: int = 1
+
+    @property
+    def slug(self) -> str:
+        return variant_slug(self.model, self.method, self.pct, self.round_to)
+
+    @property
+    def base_slug(self) -> str:
+        """Slug of the same model unpruned (the level every change is measured against)."""
+        return variant_slug(self.model, self.method, 0)
+
+
+def select_variants(models: Sequence[str], methods: Sequence[str],
+                    levels: Sequence[float] | None = None,
+                    round_tos: Sequence[int] = (1,)) -> list[VariantId]:
+    """The variant matrix in run order.
+
+    ``levels=None`` takes each model's registered levels; otherwise the given levels that
+    the model registers (a level no selected model has is an error). Level 0 is the same
+    model for every method and rounding, so it appears once (first method, round_to 1).
+    """
+    from glu_prune.core.importance import get_scorer
+
+    for m in methods:
+        get_scorer(m)
+    specs = [get_model_spec(m) for m in models]
+    if levels is not None:
+        known = {lv for s in specs for lv in s.levels}
+        unknown = [lv for lv in levels if lv not in known]
+        if unknown:
+            raise ValueError(f"levels {unknown} are not registered for models {list(models)}; "
+                             f"registered levels: {sorted(known)}")
+    out: list[VariantId] = []
+    for spec in specs:
+        chosen = spec.levels if levels is None else [lv for lv in spec.levels if lv in levels]
+        for pct in sorted(chosen):
+            for i, method in enumerate(methods):
+                for r in round_tos:
+                    if pct == 0 and (i > 0 or r > 1):
+                        continue
+                    out.append(VariantId(spec.name, method, pct, r))
+    return out
+
+
+@dataclass
+class BuiltVariant:
+    """A pruned model ready for tests."""
+
+    id: VariantId
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    report: PruneReport
+    weights: str  # "pretrained" or "random"
+
+    @property
+    def slug(self) -> str:
+        return self.id.slug
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def method(self) -> str:
+        return self.id.method
+
+    @property
+    def pct(self) -> float:
+        return self.id.pct
+
+    @property
+    def round_to(self) -> int:
+        return self.id.round_to
+
+
+@dataclass
+class VariantCache:
+    """Builds variants; keeps at most one base model and one variant resident.
+
+    ``weights``: ``"auto"`` (local dir / hub), ``"random"``, or ``"local"`` (pretrained when
+    on disk, else random weights of the same shape: for speed, which weights do not change).
+    """
+
+    device: str | None = None
+    dtype: Any = None
+    weights: str = "auto"
+    model_dir: str | None = None
+    builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
+    _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
+    _current: tuple[tuple[VariantId, int | None], BuiltVariant] | None = None
+    _unavailable: dict[str, str] = field(default_factory=dict)  # model -> why (once a run)
+
+    def _weights_for(self, name: str) -> str:
+        if self.weights != "local":
+            return self.weights
+        return "auto" if has_local_weights(name, self.model_dir) else "random"
+
+    def _check_available(self, name: str) -> None:
+        """Raise ``WeightsUnavailable`` at once when ``name``'s weights failed before.
+
+        Availability is decided once per model per process: every later test of the model
+        skips without a load attempt or a garbage collection (0.5 s each on a full heap).
+        A new exception each time: re-raising one object would chain every test's frames.
+        """
+        if name in self._unavailable:
+            raise WeightsUnavailable(self._unavailable[name])
+
+    def _drop(self, base: bool) -> None:
+        """Release the current variant (and the base when ``base``); collect only when
+        something was resident, so freeing memory costs nothing when there is none."""
+        resident = self._current is not None or (base and self._base is not None)
+        self._current = None
+        if base:
+            self._base = None
+        if resident:
+            gc.collect()
+
+    def _load_base(self, name: str, num_layers: int | None) -> tuple[Any, Any, str]:
+        key = (name, num_layers)
+        if self._base is not None and self._base[0] == key:
+            return self._base[1:]
+        self._drop(base=True)
+        weights = self._weights_for(name)
+        try:
+            model, tok = load_model(name, weights=weights, dtype=self.dtype, device=self.device,
+                                    num_layers=num_layers, model_dir=self.model_dir)
+        except WeightsUnavailable as exc:
+            self._unavailable[name] = str(exc)
+            raise
+        self._base = (key, model, tok, "random" if weights == "random" else "pretrained")
+        return self._base[1:]
+
+    def get(self, vid: VariantId, num_layers: int | None = None) -> BuiltVariant:
+        """The built variant ``vid`` (reused when it is the current one)."""
+        key = (vid, num_layers)
+        if self._current is not None and self._current[0] == key:
+            return self._current[1]
+        self._check_available(vid.model)
+        same_base = self._base is not None and self._base[0] == (vid.model, num_layers)
+        self._drop(base=not same_base)  # one collection frees both when the model changes
+        base, tok, weights = self._load_base(vid.model, num_layers)
+        # Level 0 is the base itself (pruning at 0 % changes nothing); others prune a copy
+        # so the base stays intact for the next level.
+        model = base if vid.pct == 0 else copy.deepcopy(base)
+        report = prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to)
+        self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
+        LOG.info("built %s (intermediate %d, %s weights)", vid.slug,
+                 report.intermediate_size_after, weights)
+        built = BuiltVariant(vid, get_model_spec(vid.model), model, tok, report, weights)
+        self._current = (key, built)
+        return built
+
+    def clear(self) -> None:
+        """Drop every resident model."""
+        self._drop(base=True)
+
+
+def parse_list(text: str | None, cast=str) -> list | None:
+    """Split a comma list option (``None`` or empty = not given)."""
+    if text is None or not str(text).strip():
+        return None
+    return [cast(x.strip()) for x in str(text).split(",") if x.strip()]
+
+
+def all_model_names() -> list[str]:
+    """Registered model names in registry order."""
+    return list(MODELS)
+
+
+def order_key(vid: VariantId, model_order: Iterable[str]) -> tuple:
+    """Sort key that keeps models in registry order and levels ascending."""
+    order = {m: i for i, m in enumerate(model_order)}
+    return (order.get(vid.model, len(order)), vid.pct, vid.method, vid.round_to)

@@ -1,0 +1,3 @@
+"""Baselines, and the one tolerance / verdict / pin-and-update flow for quality
+and for speed.
+"""

@@ -1,0 +1,59 @@
+"""Perf variants built by the suite's variant cache (local weights, else random
+weights of the exact shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from glu_prune.core.prune import PruneReport
+from glu_prune.core.variants import VariantCache
+from glu_prune.performance.settings import PerfVariant
+
+
+# ---------------------------------------------------------------- models
+
+
+@dataclass
+class PerfModel:
+    """A built perf variant."""
+
+    variant: PerfVariant
+    model: Any
+    report: PruneReport
+    weights: str  # "pretrained" or "random"
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+
+class PerfModels:
+    """Perf variants, built by the suite's ``VariantCache`` with local weights when they are
+    on disk and random weights of the exact shape otherwise (the hub is never asked)."""
+
+    def __init__(self, device: str, dtype: torch.dtype, model_dir: str | None = None):
+        self.cache = VariantCache(device=device, dtype=dtype, weights="local",
+                                  model_dir=model_dir)
+
+        self._reference: PerfModel | None = None
+
+    def get(self, v: PerfVariant) -> PerfModel:
+        """The built variant ``v`` (reused when it is the current one)."""
+        built = self.cache.get(v.id, num_layers=v.layers)
+        return PerfModel(v, built.model, built.report, built.weights)
+
+    def reference(self, v: PerfVariant) -> PerfModel:
+        """The unpruned model of ``v``'s shape and depth, resident beside ``v``.
+
+        Level 0 is the cache's base model itself, so holding it costs no memory; it is
+        built once per model and depth.
+        """
+        ref = replace(v, pct=0, round_to=1)
+        if self._reference is None or self._reference.variant.key != ref.key:
+            self._reference = None  # let the previous model's base go first
+            self._reference = self.get(ref)
+        return self._reference

@@ -1,0 +1,2 @@
+"""The results record, analysis, tables, plots, writing and merging.
+"""

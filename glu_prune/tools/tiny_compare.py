@@ -1,0 +1,111 @@
+"""Neuron-selection comparison on the tiny model (the study's notebook 00, reproduced).
+
+Every method at each pruning level, on the wikitext, boolq and lambada twins.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("maw", "vow", "pon", "l2", "random")
+BENCHMARKS: tuple[str, ...] = ("wikitext", "boolq", "lambada_openai")
+COLUMNS: dict[str, tuple[str, str]] = {  # column -> (benchmark, metric key)
+    "wikitext word_ppl": ("wikitext", "word_perplexity,none"),
+    "boolq acc": ("boolq", "acc,none"),
+    "lambada acc": ("lambada_openai", "acc,none"),
+    "lambada ppl": ("lambada_openai", "perplexity,none"),
+}
+
+
+def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
+                   model_name: str = "tiny-llama") -> dict[str, dict[str, float]]:
+    """Metrics of the named twins on an in-memory model: {benchmark: {metric key: value}}."""
+    from glu_prune.catalog.benchmarks import get_benchmark
+    from glu_prune.evaluation.harness import EvalSettings, evaluate_variant
+
+    benches = [get_benchmark(model_name, n) for n in names]
+    ev = evaluate_variant(model, tokenizer, "tiny-compare", benches, EvalSettings(), cache=None,
+                          progress=log.debug)
+    # result() raises a failed twin's own error instead of a bare KeyError
+    return {b.name: {k: v.value for k, v in ev.result(b.name).metrics.items()} for b in benches}
+
+
+def compare_methods(pcts: list[int] | tuple[int, ...] = (10, 30),
+                    methods: tuple[str, ...] = METHODS) -> str:
+    """Markdown table: unpruned row, then every method at every level."""
+    import torch
+    from tabulate import tabulate
+
+    from glu_prune import prune_glu_mlp
+    from glu_prune.core.loading import load_model
+
+    torch.set_num_threads(2)
+    rows = []
+    runs = [("none", 0)] + [(m, p) for p in pcts for m in methods]
+    for method, pct in tqdm(runs, desc="methods"):
+        model, tok = load_model("tiny-llama", dtype=torch.float32, device="cpu")
+        if pct:
+            prune_glu_mlp(model, pct=pct, method=method, seed=0)
+        res = _metrics(model, tok)
+        rows.append([method, pct, model.config.intermediate_size,
+                     *(round(res[c], 3) for c in COLUMNS)])
+        log.info("%s %d%%: %s", method, pct, rows[-1][3:])
+    return tabulate(rows, headers=["method", "pct", "kept", *COLUMNS], tablefmt="github")
+
+
+def _metrics(model, tok) -> dict[str, float]:
+    out = evaluate_twins(model, tok, BENCHMARKS)
+    return {c: out[b][k] for c, (b, k) in COLUMNS.items()}
+
+
+def maw_sweep(levels: tuple[int, ...] = (0, 10, 20, 30, 40, 50, 60)) -> list[tuple[int, float]]:
+    """(pct, wikitext-twin word perplexity) for MAW pruning at each level."""
+    import torch
+
+    from glu_prune import prune_glu_mlp
+    from glu_prune.core.loading import load_model
+
+    out = []
+    for pct in tqdm(levels, desc="maw sweep"):
+        model, tok = load_model("tiny-llama", dtype=torch.float32, device="cpu")
+        if pct:
+            prune_glu_mlp(model, pct=pct, method="maw")
+        out.append((pct, evaluate_twins(model, tok, ["wikitext"])["wikitext"]["word_perplexity,none"]))
+    return out
+
+
+def full_report() -> str:
+    """Markdown with every number the README states about the embedded model."""
+    import torch
+    from tabulate import tabulate
+    from transformers import AutoTokenizer
+
+    from glu_prune import tiny
+    from glu_prune.catalog.benchmarks import benchmarks_for
+    from glu_prune.core.loading import load_model
+
+    torch.set_num_threads(2)
+    parts = []
+    for name in ("tiny-llama", "tiny-llama-instruct"):
+        model, tok = load_model(name, dtype=torch.float32, device="cpu")
+        names = [b.name for b in benchmarks_for(name)]
+        res = evaluate_twins(model, tok, names, model_name=name)
+        rows = [[b, k, round(v, 3), tiny.CHANCE.get(b) if k.split(",")[0] in ("acc", "acc_norm")
+                 else ""] for b in names for k, v in res[b].items()]
+        parts.append(f"### {name}, unpruned\n\n"
+                     + tabulate(rows, headers=["twin", "metric", "score", "chance"],
+                                tablefmt="github"))
+    model, _ = load_model("tiny-llama", weights="random", dtype=torch.float32, device="cpu")
+    tok = AutoTokenizer.from_pretrained(tiny.MODEL_DIRS["tiny-llama"])
+    rnd = evaluate_twins(model, tok, ["wikitext"])["wikitext"]["word_perplexity,none"]
+    sweep = maw_sweep()
+    parts.append("### wikitext twin, word perplexity\n\n" + tabulate(
+        [["random weights (same shape)", "", round(rnd, 2)]]
+        + [["tiny-llama, MAW", p, round(v, 2)] for p, v in sweep],
+        headers=["model", "pct pruned", "word_perplexity"], tablefmt="github"))
+    parts.append("### neuron selection at 10 % and 30 %\n\n" + compare_methods())
+    return "\n\n".join(parts)
