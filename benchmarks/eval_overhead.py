@@ -31,9 +31,10 @@ def _combined(model: Any, tok: Any, benches: list, settings: Any) -> None:
     """The evaluation before per-benchmark calls: one ``simple_evaluate`` over all."""
     from lm_eval import simple_evaluate
 
-    from glu_prune.evaluation.harness import (PYTHON_SEED, _cpu_threads_for, _serial_bootstrap,
+    from glu_prune.evaluation.harness import (_cpu_threads_for, _serial_bootstrap,
                                               extract_metrics, load_tasks, make_lm,
                                               task_manager_for)
+    from glu_prune.evaluation.settings import PYTHON_SEED
 
     lm, tm = make_lm(model, tok, settings), task_manager_for(benches)
     with _serial_bootstrap(), _cpu_threads_for(model):
@@ -50,7 +51,7 @@ def _combined(model: Any, tok: Any, benches: list, settings: Any) -> None:
 
 
 def _per_benchmark(model: Any, tok: Any, benches: list, settings: Any) -> None:
-    from glu_prune.evaluation.harness import TaskSource, evaluate_variant
+    from glu_prune.evaluation import TaskSource, evaluate_variant
 
     ev = evaluate_variant(model, tok, "overhead", benches, settings, cache=None,
                           progress=LOG.debug, tasks=TaskSource())
@@ -72,7 +73,7 @@ def measure(model_name: str, names: list[str] | None, limit: int | None,
     import torch
 
     from glu_prune.catalog.benchmarks import benchmarks_for
-    from glu_prune.evaluation.harness import EvalSettings
+    from glu_prune.evaluation import EvalSettings
     from glu_prune.core.loading import load_model
 
     model, tok = load_model(model_name, dtype=torch.float32, device="cpu")

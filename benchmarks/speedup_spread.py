@@ -26,7 +26,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from glu_prune.results.record_io import load_document
+from glu_prune.results import load_document
 
 
 def speedups(paths: list[str]) -> dict[tuple[str, str], list[tuple[float, float, Any]]]:

@@ -24,6 +24,8 @@ from glu_prune.catalog.models import MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
 from glu_prune.core.arithmetic import expansion_table, kept_count
 from glu_prune.core.prune import prune_glu_mlp
+from glu_prune.results import (ReportLock, header_line, incomplete_banner, load_document,
+                               markdown, merge, regressions, write_results)
 
 LOG = logging.getLogger("glu_prune")
 
@@ -170,9 +172,6 @@ def check_plots_installed(plots: bool) -> None:
 
 def cmd_report_merge(args: argparse.Namespace) -> int:
     """Merge shards' results.json into one results.json + results.md."""
-    from glu_prune.results.report import write_results
-    from glu_prune.results.record_io import ReportLock, merge
-
     check_plots_installed(args.plots)
     records, runs, mixed = merge(args.inputs, allow_mixed_settings=args.allow_mixed_settings)
     if not records:
@@ -190,9 +189,6 @@ def cmd_report_merge(args: argparse.Namespace) -> int:
 
 def cmd_report_check(args: argparse.Namespace) -> int:
     """Regressions first, then the tables; exit 1 when any regression was flagged."""
-    from glu_prune.results.report import incomplete_banner, markdown, regressions
-    from glu_prune.results.record_io import header_line, load_document
-
     records, runs = load_document(args.results)
     regs = regressions(records)
     head = [f"**{len(regs)} regression(s) flagged**", ""] + [f"- {line}" for line in regs] \
@@ -226,10 +222,22 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log progress and show the libraries' progress bars (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_prune(sub)
+    _add_table(sub)
+    _add_report(sub)
+    return parser
 
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    """The positional MODEL: one of the registered models."""
+    parser.add_argument("model", choices=list(MODELS), metavar="MODEL",
+                        help=f"one of: {', '.join(MODELS)}")
+
+
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    """``prune MODEL (--pct | --expansion-ratio) --out DIR ...``."""
     p = sub.add_parser("prune", help="prune a model and save it")
-    p.add_argument("model", choices=list(MODELS), metavar="MODEL",
-                   help=f"one of: {', '.join(MODELS)}")
+    _add_model(p)
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--pct", type=float, help="percentage of neurons to remove, in [0, 100)")
     how.add_argument("--expansion-ratio", type=float, help="target intermediate/hidden ratio")
@@ -249,9 +257,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="as glu-prune -v")
     p.set_defaults(func=cmd_prune)
 
+
+def _add_table(sub: argparse._SubParsersAction) -> None:
+    """``table MODEL [--levels ...]``."""
     t = sub.add_parser("table", help="print the expansion table of a model")
-    t.add_argument("model", choices=list(MODELS), metavar="MODEL",
-                   help=f"one of: {', '.join(MODELS)}")
+    _add_model(t)
     t.add_argument("--levels", default=None, help="comma list (default: the model's levels)")
     t.add_argument("--round-to", type=int, default=1, help="(default: 1)")
     t.add_argument("--prompt-len", type=int, default=512,
@@ -259,6 +269,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--format", default="github", help="tabulate format (default: github)")
     t.set_defaults(func=cmd_table)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """``report merge RESULTS_JSON... -o DIR`` and ``report check RESULTS_JSON``."""
     r = sub.add_parser("report", help="results tables (merge shards)")
     rsub = r.add_subparsers(dest="report_command", required=True)
     m = rsub.add_parser("merge", help="merge results.json of shards into one table")
@@ -276,7 +289,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="append regressions + tables to this markdown file, e.g. "
                         "$GITHUB_STEP_SUMMARY (default: none)")
     c.set_defaults(func=cmd_report_check)
-    return parser
 
 
 def _hint(exc: BaseException, args: argparse.Namespace) -> str:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from glu_prune import tiny
+from glu_prune.catalog.models import get_model_spec
+from glu_prune.catalog.registry import Registry, UnknownName
+
 Direction = Literal["higher", "lower"]
 Kind = Literal["accuracy", "perplexity"]
 KINDS: tuple[str, ...] = ("accuracy", "perplexity")
@@ -115,7 +119,7 @@ _REAL: tuple[Benchmark, ...] = (
     Benchmark("leaderboard_musr", "leaderboard_musr", 0, (_acc("acc_norm,none"),),
               "robust", 756),
 )
-REAL_BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in _REAL}
+REAL_BENCHMARKS: Registry[Benchmark] = Registry("benchmark", ((b.name, b) for b in _REAL))
 
 BASE_NAMES: tuple[str, ...] = tuple(REAL_BENCHMARKS)
 INSTRUCT_NAMES: tuple[str, ...] = ("leaderboard_musr", "truthfulqa_mc1", "truthfulqa_mc2",
@@ -124,8 +128,6 @@ INSTRUCT_NAMES: tuple[str, ...] = ("leaderboard_musr", "truthfulqa_mc1", "truthf
 
 def _twin(b: Benchmark) -> Benchmark:
     """The tiny world's offline twin: same name, few-shot and metrics; its own task and size."""
-    from glu_prune import tiny
-
     task = tiny.TWIN_TASKS.get(b.name)
     if task is None:
         raise KeyError(f"glu_prune.tiny.TWIN_TASKS has no twin for {b.name!r}; "
@@ -134,31 +136,21 @@ def _twin(b: Benchmark) -> Benchmark:
     return replace(b, task=task, n=sizes.get(b.name), chance=tiny.CHANCE.get(b.name))
 
 
-def _build_sets() -> dict[str, tuple[Benchmark, ...]]:
+def _build_sets() -> Registry[tuple[Benchmark, ...]]:
     base = tuple(REAL_BENCHMARKS[n] for n in BASE_NAMES)
     instruct = tuple(REAL_BENCHMARKS[n] for n in INSTRUCT_NAMES)
-    return {"base": base, "instruct": instruct,
-            "tiny": tuple(_twin(b) for b in base),
-            "tiny-instruct": tuple(_twin(b) for b in instruct)}
+    return Registry("benchmark set", [("base", base), ("instruct", instruct),
+                                      ("tiny", tuple(_twin(b) for b in base)),
+                                      ("tiny-instruct", tuple(_twin(b) for b in instruct))])
 
 
-BENCHMARK_SETS: dict[str, tuple[Benchmark, ...]] = _build_sets()
-TWIN_SETS: frozenset[str] = frozenset({"tiny", "tiny-instruct"})  # tasks live in glu_prune/tiny
-
-
-def benchmark_set(name: str) -> tuple[Benchmark, ...]:
-    """The benchmarks of set ``name`` in registry order; the error lists the known sets."""
-    try:
-        return BENCHMARK_SETS[name]
-    except KeyError:
-        raise KeyError(f"unknown benchmark set {name!r}; known sets: "
-                       f"{', '.join(BENCHMARK_SETS)}") from None
+BENCHMARK_SETS: Registry[tuple[Benchmark, ...]] = _build_sets()
+# The benchmarks of a set in registry order; an unknown set is an UnknownName listing the sets.
+benchmark_set = BENCHMARK_SETS.get
 
 
 def benchmarks_for(model_name: str) -> list[Benchmark]:
     """The benchmarks a registered model is judged on, in registry order."""
-    from glu_prune.catalog.models import get_model_spec
-
     return list(benchmark_set(get_model_spec(model_name).benchmark_set))
 
 
@@ -168,20 +160,16 @@ def get_benchmark(model_name: str, benchmark: str) -> Benchmark:
         if b.name == benchmark:
             return b
     names = ", ".join(b.name for b in benchmarks_for(model_name))
-    raise KeyError(f"unknown benchmark {benchmark!r} for model {model_name}; known: {names}")
+    raise UnknownName(f"unknown benchmark {benchmark!r} for model {model_name}; known: {names}")
 
 
 def uses_twins(benchmarks: list[Benchmark] | tuple[Benchmark, ...]) -> bool:
     """Whether any of ``benchmarks`` is a tiny twin (its task folder must be included)."""
-    from glu_prune import tiny
-
     twins = set(tiny.TWIN_TASKS.values())
     return any(b.task in twins for b in benchmarks)
 
 
 def needs_default_tasks(benchmarks: list[Benchmark] | tuple[Benchmark, ...]) -> bool:
     """Whether any of ``benchmarks`` is one of lm-eval's own tasks (slow to index)."""
-    from glu_prune import tiny
-
     twins = set(tiny.TWIN_TASKS.values())
     return any(b.task not in twins for b in benchmarks)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glu_prune import tiny
+from glu_prune.catalog.registry import Registry
 
 BASE_LEVELS = (0, 10, 20, 30, 40, 50, 60)
 INSTRUCT_LEVELS = (0, 10, 40, 60)  # the published instruct grid
@@ -73,8 +75,6 @@ class ModelSpec:
 
 
 def _tiny_specs() -> list[ModelSpec]:
-    from glu_prune import tiny
-
     arch = dict(tiny.TINY_CONFIG)
     return [
         ModelSpec("tiny-llama", None, arch, BASE_LEVELS, benchmark_set="tiny",
@@ -85,7 +85,7 @@ def _tiny_specs() -> list[ModelSpec]:
     ]
 
 
-def _build_registry() -> dict[str, ModelSpec]:
+def _build_registry() -> Registry[ModelSpec]:
     specs = [
         ModelSpec("llama-3.2-1b", "meta-llama/Llama-3.2-1B", _LLAMA32_1B, BASE_LEVELS),
         ModelSpec("llama-3.2-3b", "meta-llama/Llama-3.2-3B", _LLAMA32_3B, BASE_LEVELS),
@@ -97,18 +97,12 @@ def _build_registry() -> dict[str, ModelSpec]:
                   benchmark_set="instruct"),
         *_tiny_specs(),
     ]
-    return {s.name: s for s in specs}
+    return Registry("model", ((s.name, s) for s in specs))
 
 
-MODELS: dict[str, ModelSpec] = _build_registry()
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    """Return the registered spec for ``name``; the error lists the known names."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+MODELS: Registry[ModelSpec] = _build_registry()
+# The registered spec for a name; an unknown name is an UnknownName listing the known ones.
+get_model_spec = MODELS.get
 
 
 def make_config(name: str, *, num_layers: int | None = None):

@@ -1,272 +1,33 @@
-"""Calibration data and streaming activation statistics for data-driven neuron scores.
+"""Streaming activation statistics for data-driven neuron scores.
 
-Two jobs, kept apart:
+:func:`collect_stats` runs the model over token batches with a forward pre-hook on every
+``mlp.down_proj`` and folds each batch's input ``h`` (``silu(gate) * up``, shape [batch,
+seq, d_ff]) into a fixed set of per-neuron sums, then drops it. Memory is O(d_ff) per layer
+however many batches run: activations are never stored. :func:`calibrate` does the same
+from :class:`~glu_prune.core.calibration_data.CalibrationSettings` (the batches come from
+:mod:`glu_prune.core.calibration_data`).
 
-- *Token batches*: a :class:`CalibrationSource` yields documents (the tiny world's training
-  corpus, a local text file, a list of strings, or a Hugging Face dataset); the documents
-  are tokenized, packed into ``n_sequences`` sequences of ``seq_len`` tokens and split into
-  batches, all fixed by a frozen :class:`CalibrationSettings` with a short stable ``tag``.
-- *Statistics*: :func:`collect_stats` runs the model over the batches with a forward
-  pre-hook on every ``mlp.down_proj`` and folds each batch's input ``h`` (``silu(gate) *
-  up``, shape [batch, seq, d_ff]) into a fixed set of per-neuron sums, then drops it. Memory
-  is O(d_ff) per layer however many batches run: activations are never stored.
-
-The statistics feed :mod:`glu_prune.core.importance`'s calibration-based scorers and
-:mod:`glu_prune.core.compensate`'s bias.
+The statistics feed :mod:`glu_prune.core.importance`'s calibration-based scorers,
+:mod:`glu_prune.core.compensate`'s bias and ``prune_glu_mlp(..., stats=...)``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import json
+import dataclasses
 import logging
-import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from glu_prune.core.prune import glu_mlps
+from glu_prune.core.calibration_data import CalibrationSettings, calibration_batches
+from glu_prune.core.mlps import glu_mlps
 
 LOG = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- sources
-
-
-class CalibrationSource(Protocol):
-    """Where calibration text comes from: a short stable ``tag`` and its documents."""
-
-    @property
-    def tag(self) -> str: ...
-
-    def documents(self, seed: int) -> Iterator[str]: ...
-
-
-@dataclass(frozen=True)
-class TinyCorpus:
-    """The tiny world's training corpus: fresh documents from its generator.
-
-    The training generator never emits a benchmark twin's item (``glu_prune.tiny.corpus``),
-    so calibration text is training-like and held out from every evaluation.
-    """
-
-    # Offset from the world seed so calibration draws differ from the streams the models
-    # were trained on (the generator uses world seed + 1 and + 2 for those).
-    SEED_OFFSET: ClassVar[int] = 100
-
-    @property
-    def tag(self) -> str:
-        return "tinycorpus"
-
-    def documents(self, seed: int) -> Iterator[str]:
-        from glu_prune.tiny import corpus, world
-
-        return corpus.training_docs(sys.maxsize, seed=world.SEED + self.SEED_OFFSET + seed)
-
-
-def _digest(data: bytes) -> str:
-    """Eight hex digits of SHA-256: a content name for tags (never a machine path)."""
-    return hashlib.sha256(data).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class TextFile:
-    """A local UTF-8 text file, used in order as one document (the seed does not apply)."""
-
-    path: Path
-
-    @functools.cached_property
-    def tag(self) -> str:
-        # named by content, so a changed file is a different calibration
-        return f"file-{_digest(Path(self.path).read_bytes())}"
-
-    def documents(self, seed: int) -> Iterator[str]:
-        yield Path(self.path).read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class Texts:
-    """A list of strings, each a document, used in order (the seed does not apply)."""
-
-    texts: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if isinstance(self.texts, str):
-            raise TypeError("Texts takes a sequence of strings, got one string; wrap it: "
-                            "Texts((text,))")
-        object.__setattr__(self, "texts", tuple(self.texts))
-
-    @functools.cached_property
-    def tag(self) -> str:
-        return f"texts-{_digest(json.dumps(self.texts).encode())}"
-
-    def documents(self, seed: int) -> Iterator[str]:
-        yield from self.texts
-
-
-@dataclass(frozen=True)
-class HubDataset:
-    """A Hugging Face dataset loaded with ``datasets.load_dataset``; documents shuffled by seed.
-
-    Evaluation splits are refused: calibrating on a test split would tune the pruning to
-    the data it is judged on.
-    """
-
-    name: str  # the tag
-    path: str
-    config: str | None = None
-    split: str = "train"
-    text_field: str = "text"
-    data_files: str | tuple[tuple[str, str], ...] | None = None
-
-    def __post_init__(self) -> None:
-        if "test" in self.split:
-            raise ValueError(f"calibration split {self.split!r} of {self.path} is an evaluation "
-                             f"split; use a train or validation split")
-
-    @property
-    def tag(self) -> str:
-        return self.name
-
-    def documents(self, seed: int) -> Iterator[str]:
-        import datasets
-
-        files = dict(self.data_files) if isinstance(self.data_files, tuple) else self.data_files
-        data = datasets.load_dataset(self.path, self.config, split=self.split, data_files=files)
-        for row in data.shuffle(seed=seed):
-            yield row[self.text_field]
-
-
-# C4 (en, validation) as the real models' default: it is what Wanda, SparseGPT and FLAP
-# calibrate on, and it is the domain of none of the suite's benchmarks (wikitext-2 train
-# would flatter the wikitext perplexity test with in-domain statistics). One shard of the
-# validation split (~40 MB), as those projects load it, not the whole corpus.
-HUB_DATASETS: dict[str, HubDataset] = {
-    "c4": HubDataset("c4", "allenai/c4", split="validation",
-                     data_files=(("validation", "en/c4-validation.00000-of-00008.json.gz"),)),
-}
-
-
-def source_from_name(spec: str) -> CalibrationSource:
-    """``tinycorpus``, a name in ``HUB_DATASETS``, or the path of a local text file."""
-    if spec == "tinycorpus":
-        return TinyCorpus()
-    if spec in HUB_DATASETS:
-        return HUB_DATASETS[spec]
-    if Path(spec).is_file():
-        return TextFile(Path(spec))
-    raise ValueError(f"unknown calibration source {spec!r}; valid: tinycorpus, "
-                     f"{', '.join(HUB_DATASETS)}, or the path of an existing text file")
-
-
-# ---------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class CalibrationSettings:
-    """Everything that decides the calibration batches, hence the statistics."""
-
-    source: CalibrationSource = field(default_factory=lambda: HUB_DATASETS["c4"])
-    n_sequences: int = 128
-    seq_len: int = 2048
-    # Part of the identity: optipfair's maw_hybrid sums per-batch norms. 8 x 2048 tokens
-    # keep one layer's h in float32 at 0.5 GB for d_ff 8192: 3B bf16 fits a 24 GB GPU.
-    batch_size: int = 8
-    seed: int = 0
-    chat_template: bool = False  # instruct models read text as a user turn of their template
-
-    def __post_init__(self) -> None:
-        for name, low in (("n_sequences", 1), ("seq_len", 2), ("batch_size", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"calibration {name} must be an integer >= {low}, got {value!r}")
-
-    @property
-    def tag(self) -> str:
-        """Short stable name, e.g. ``c-tinycorpus-n128-l2048-b8-s0`` (``-chat`` when templated)."""
-        chat = "-chat" if self.chat_template else ""
-        return (f"c-{self.source.tag}-n{self.n_sequences}-l{self.seq_len}"
-                f"-b{self.batch_size}-s{self.seed}{chat}")
-
-
-def settings_for(model_name: str, **overrides: Any) -> CalibrationSettings:
-    """Default settings for a registered model: the tiny corpus (256-token sequences, the
-    tiny models' training context) for the tiny models, C4 otherwise; the chat template for
-    instruct models."""
-    from glu_prune.catalog.models import get_model_spec
-
-    spec = get_model_spec(model_name)
-    tiny = spec.benchmark_set.startswith("tiny")
-    defaults: dict[str, Any] = {"source": TinyCorpus() if tiny else HUB_DATASETS["c4"],
-                                "chat_template": spec.instruct}
-    if tiny:
-        defaults["seq_len"] = 256
-    return CalibrationSettings(**{**defaults, **overrides})
-
-
-# ---------------------------------------------------------------- token batches
-
-
-def _encode(doc: str, tokenizer: Any, chat: bool) -> list[int]:
-    """One document's token ids: plain text ends with EOS; chat text is a templated user turn."""
-    if chat:
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError("chat_template=True but the tokenizer has no chat template")
-        doc = tokenizer.apply_chat_template([{"role": "user", "content": doc}], tokenize=False)
-        return tokenizer(doc, add_special_tokens=False)["input_ids"]  # the template has BOS
-    ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    return ids + ([eos] if isinstance(eos, int) else [])  # documents separated as in pretraining
-
-
-def _token_stream(settings: CalibrationSettings, tokenizer: Any, need: int) -> list[int]:
-    """At least ``need`` token ids from the source's documents, or all it has."""
-    ids: list[int] = []
-    for doc in settings.source.documents(settings.seed):
-        if doc and doc.strip():
-            ids.extend(_encode(doc, tokenizer, settings.chat_template))
-        if len(ids) >= need:
-            break
-    return ids
-
-
-def calibration_tokens(settings: CalibrationSettings, tokenizer: Any) -> torch.Tensor:
-    """``[n_sequences, seq_len]`` token ids: the source's documents packed end to end.
-
-    Plain text sequences start with BOS (every prompt the model sees does); templated text
-    carries the template's own BOS at each document start.
-    """
-    if tokenizer is None:
-        raise ValueError("calibration needs the model's tokenizer and none was loaded; pass "
-                         "token batches to collect_stats instead")
-    bos = tokenizer.bos_token_id if not settings.chat_template else None
-    prefix = [bos] if isinstance(bos, int) else []
-    per_seq = settings.seq_len - len(prefix)
-    need = settings.n_sequences * per_seq
-    stream = _token_stream(settings, tokenizer, need)
-    if not stream:
-        raise ValueError(f"calibration source {settings.source.tag!r} gave no text")
-    if len(stream) < need:
-        raise ValueError(f"calibration source {settings.source.tag!r} gave {len(stream)} tokens; "
-                         f"{settings.n_sequences} sequences of {settings.seq_len} need {need}: "
-                         f"give more text or lower n_sequences / seq_len")
-    body = torch.tensor(stream[:need], dtype=torch.long).view(settings.n_sequences, per_seq)
-    if prefix:
-        body = torch.cat([torch.full((settings.n_sequences, 1), prefix[0]), body], dim=1)
-    LOG.info("calibration %s: %d tokens", settings.tag, body.numel())
-    return body
-
-
-def calibration_batches(settings: CalibrationSettings, tokenizer: Any) -> list[torch.Tensor]:
-    """The calibration sequences split into batches of ``settings.batch_size``."""
-    return list(calibration_tokens(settings, tokenizer).split(settings.batch_size))
 
 
 # ---------------------------------------------------------------- statistics
@@ -289,6 +50,9 @@ class LayerStats:
     m2: torch.Tensor  # sum_t (h_tj - mean_j)^2, merged per batch (Chan et al.): no cancellation
     seq_abs_mean_sq: torch.Tensor  # sum over sequences of (mean_t |h_tj|)^2 (Minitron)
     batch_l2_sum: torch.Tensor  # sum over batches of ||h_{batch, j}||_2 (optipfair's X_d)
+    # CalibrationSettings.tag of the data, when known (calibrate sets it; collect_stats,
+    # given bare batches, cannot): pruning reports it
+    tag: str | None = None
 
     @property
     def intermediate_size(self) -> int:
@@ -425,4 +189,5 @@ def calibrate(model: nn.Module, tokenizer: Any, settings: CalibrationSettings, *
     """Token batches from ``settings`` through ``model``: each GLU layer's statistics."""
     batches = calibration_batches(settings, tokenizer)
     LOG.info("calibrating on %s (%d batches)", settings.tag, len(batches))
-    return collect_stats(model, batches, progress=progress)
+    stats = collect_stats(model, batches, progress=progress)
+    return [dataclasses.replace(s, tag=settings.tag) for s in stats]

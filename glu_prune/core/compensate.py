@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from glu_prune.core.prune import glu_mlps, intermediate_size_of
+from glu_prune.core.mlps import glu_mlps, intermediate_size_of
 
 LOG = logging.getLogger(__name__)
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from glu_prune.catalog.registry import Registry, unknown_name
+
 if TYPE_CHECKING:  # calibration runs models; importing it here would be the wrong direction
     from glu_prune.core.calibration import LayerStats
 
@@ -37,8 +39,8 @@ class GLUMLP(Protocol):
     down_proj: torch.nn.Linear
 
 
-SCORERS: dict[str, Scorer] = {}
-CALIBRATED_SCORERS: dict[str, CalibratedScorer] = {}
+SCORERS: Registry[Scorer] = Registry("weight-only importance method")
+CALIBRATED_SCORERS: Registry[CalibratedScorer] = Registry("calibration-based importance method")
 # Methods whose pruning also moves the removed neurons' mean output into down_proj's bias
 # (glu_prune.core.compensate); their kept sets alone do not define the pruned model.
 BIAS_COMPENSATED: set[str] = set()
@@ -46,12 +48,7 @@ BIAS_COMPENSATED: set[str] = set()
 
 def register(name: str) -> Callable[[Scorer], Scorer]:
     """Decorator adding a weight-only scorer to the registry under ``name``."""
-
-    def deco(fn: Scorer) -> Scorer:
-        SCORERS[name] = fn
-        return fn
-
-    return deco
+    return SCORERS.register(name)
 
 
 def register_calibrated(name: str, *, compensates: bool = False
@@ -59,7 +56,7 @@ def register_calibrated(name: str, *, compensates: bool = False
     """Decorator adding a data-driven scorer; ``compensates`` marks a bias-compensated method."""
 
     def deco(fn: CalibratedScorer) -> CalibratedScorer:
-        CALIBRATED_SCORERS[name] = fn
+        CALIBRATED_SCORERS.register(name, fn)
         if compensates:
             BIAS_COMPENSATED.add(name)
         return fn
@@ -198,7 +195,7 @@ def maw_hybrid(mlp: GLUMLP, stats: LayerStats) -> torch.Tensor:
 
 def known_methods() -> list[str]:
     """Every registered method name, sorted."""
-    return sorted(SCORERS.keys() | CALIBRATED_SCORERS.keys())
+    return sorted({*SCORERS, *CALIBRATED_SCORERS})
 
 
 def needs_calibration(method: str) -> bool:
@@ -208,12 +205,13 @@ def needs_calibration(method: str) -> bool:
 
 
 def get_scorer(name: str) -> Scorer | CalibratedScorer:
-    """Return the scorer registered as ``name``; the error lists the known methods."""
-    found = SCORERS.get(name) or CALIBRATED_SCORERS.get(name)
-    if found is None:
-        raise ValueError(f"unknown importance method {name!r}; known methods: "
-                         f"{', '.join(known_methods())}")
-    return found
+    """Return the scorer registered as ``name``; an unknown name is an ``UnknownName``
+    (a ``ValueError`` and a ``KeyError``) listing every method of both registries."""
+    if name in SCORERS:
+        return SCORERS[name]
+    if name in CALIBRATED_SCORERS:
+        return CALIBRATED_SCORERS[name]
+    raise unknown_name("importance method", name, known_methods())
 
 
 def score(mlp: GLUMLP, method: str = "maw", *, layer: int = 0, seed: int = 0,

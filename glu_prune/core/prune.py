@@ -2,12 +2,19 @@
 
 Neuron j of a layer is row j of ``gate_proj`` and ``up_proj`` and column j of
 ``down_proj``. Pruning keeps the same ``k`` neurons-per-layer count everywhere, slices
-those three matrices and sets ``config.intermediate_size = k``. Nothing else changes.
+those three matrices and sets ``config.intermediate_size = k``. Nothing else changes,
+except for bias-compensated methods (``flap``): their removed neurons' mean output becomes
+``down_proj``'s bias first (:mod:`glu_prune.core.compensate`).
+
+Calibration-based methods score from per-layer statistics (``stats=``, one
+:class:`~glu_prune.core.calibration.LayerStats` per GLU layer, from
+:func:`glu_prune.core.calibration.calibrate`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,38 +22,16 @@ import torch
 from torch import nn
 
 from glu_prune.core.arithmetic import kept_count, pct_of
-from glu_prune.core.importance import get_scorer, score
+from glu_prune.core.calibration import LayerStats
+from glu_prune.core.compensate import add_bias_compensation
+from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, get_scorer,
+                                       needs_calibration, score)
+from glu_prune.core.mlps import glu_mlps, intermediate_size_of
+
+__all__ = ["PruneReport", "count_params", "glu_mlps", "intermediate_size_of",
+           "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
 
 LOG = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- locating MLPs
-
-
-def glu_mlps(model: nn.Module) -> list[nn.Module]:
-    """Every decoder layer's GLU MLP (modules with gate_proj, up_proj, down_proj Linears)."""
-    found = [m for m in model.modules()
-             if all(isinstance(getattr(m, a, None), nn.Linear)
-                    for a in ("gate_proj", "up_proj", "down_proj"))]
-    if not found:
-        raise TypeError(f"{type(model).__name__} has no GLU MLP (modules with gate_proj, "
-                        f"up_proj and down_proj Linear layers); glu-prune prunes "
-                        f"Llama-style gated MLPs only")
-    return found
-
-
-def intermediate_size_of(mlps: list[nn.Module]) -> int:
-    """The common intermediate size of ``mlps``; mixed sizes are an error."""
-    sizes = [m.gate_proj.out_features for m in mlps]
-    if len(set(sizes)) != 1:
-        raise ValueError(f"layers have mixed intermediate sizes {sorted(set(sizes))}; "
-                         f"glu-prune needs the same size in every layer")
-    for i, m in enumerate(mlps):
-        if m.up_proj.out_features != sizes[0] or m.down_proj.in_features != sizes[0]:
-            raise ValueError(f"layer {i}: gate/up/down sizes disagree "
-                             f"({m.gate_proj.out_features}, {m.up_proj.out_features}, "
-                             f"{m.down_proj.in_features})")
-    return sizes[0]
 
 
 # ---------------------------------------------------------------- selection
@@ -116,6 +101,10 @@ class PruneReport:
     round_to: int = 1
     seed: int = 0
     kept_indices: list[list[int]] = field(default_factory=list, repr=False)
+    # whether down_proj got the removed neurons' mean output as its bias (flap)
+    compensated: bool = False
+    # the calibration data's CalibrationSettings.tag (None: weight-only, or bare batches)
+    calibration: str | None = None
 
     @property
     def expansion_ratio_before(self) -> float:
@@ -134,6 +123,10 @@ class PruneReport:
         d = asdict(self)
         if not with_indices:
             d.pop("kept_indices")
+        # weight-only reports read as they did before these fields existed
+        for key, default in (("compensated", False), ("calibration", None)):
+            if d[key] == default:
+                d.pop(key)
         d.update(expansion_ratio_before=self.expansion_ratio_before,
                  expansion_ratio_after=self.expansion_ratio_after,
                  params_removed_pct=self.params_removed_pct)
@@ -152,38 +145,91 @@ def _mlp_params(mlps: list[nn.Module]) -> int:
 # ---------------------------------------------------------------- the public call
 
 
+def _check_stats(method: str, stats: Sequence[LayerStats] | None, mlps: list[nn.Module],
+                 n: int) -> None:
+    """``stats`` fits ``method`` and the model: one finite, non-empty entry per layer of width n."""
+    if not needs_calibration(method):
+        if stats is not None:
+            raise ValueError(f"importance method {method!r} is weight-only and does not use "
+                             f"calibration data, but stats were given; drop stats= or use a "
+                             f"calibration-based method: {', '.join(sorted(CALIBRATED_SCORERS))}")
+        return
+    if stats is None:
+        raise ValueError(f"importance method {method!r} is calibration-based and needs "
+                         f"calibration statistics: pass stats=calibrate(model, tokenizer, "
+                         f"settings) (glu_prune.core.calibration), one LayerStats per layer")
+    if isinstance(stats, LayerStats) or len(stats) != len(mlps):
+        got = "one LayerStats" if isinstance(stats, LayerStats) else f"{len(stats)}"
+        raise ValueError(f"need calibration statistics for each of the {len(mlps)} GLU layers, "
+                         f"got {got}")
+    for i, s in enumerate(stats):
+        if not isinstance(s, LayerStats):
+            raise TypeError(f"layer {i}: calibration statistics must be a LayerStats, got "
+                            f"{type(s).__name__}")
+        if s.intermediate_size != n:
+            raise ValueError(f"layer {i}: calibration statistics are for {s.intermediate_size} "
+                             f"neurons, but the layer has {n}: collect them on the model being "
+                             f"pruned, before pruning")
+        if s.tokens < 1:
+            raise ValueError(f"layer {i}: calibration statistics saw no tokens")
+        if not all(bool(torch.isfinite(t).all()) for t in s.tensors()):
+            raise ValueError(f"layer {i}: calibration statistics contain NaN or inf; "
+                             f"recalibrate")
+
+
 def plan_pruning(model: nn.Module, *, pct: float | None = None,
                  expansion_ratio: float | None = None, method: str = "maw",
-                 round_to: int = 1, seed: int = 0) -> tuple[list[nn.Module], list[torch.Tensor]]:
-    """Validate and choose kept indices per layer without touching the model."""
+                 round_to: int = 1, seed: int = 0, stats: Sequence[LayerStats] | None = None,
+                 ) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """Validate and choose kept indices per layer without touching the model.
+
+    ``stats``: one :class:`LayerStats` per GLU layer, required by calibration-based methods
+    and refused by weight-only ones.
+    """
     get_scorer(method)  # unknown method fails before any work
     mlps = glu_mlps(model)
     n = intermediate_size_of(mlps)
+    _check_stats(method, stats, mlps, n)
     hidden = getattr(model.config, "hidden_size", mlps[0].gate_proj.in_features)
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
                    round_to=round_to)
     names = {id(m): name for name, m in model.named_modules()}  # errors name the layer
-    kept = [select_kept(score(m, method, layer=i, seed=seed), k,
+    per_layer = stats if stats is not None else [None] * len(mlps)
+    kept = [select_kept(score(m, method, layer=i, seed=seed, stats=s), k,
                         name=f"layer {i} ({names.get(id(m), '?')}), {method}")
-            for i, m in enumerate(mlps)]
+            for i, (m, s) in enumerate(zip(mlps, per_layer))]
     return mlps, kept
+
+
+def _calibration_tag(stats: Sequence[LayerStats] | None) -> str | None:
+    """The data's tag when every layer's statistics carry the same one."""
+    tags = {s.tag for s in stats or ()}
+    return tags.pop() if len(tags) == 1 else None
 
 
 def prune_glu_mlp(model: nn.Module, *, pct: float | None = None,
                   expansion_ratio: float | None = None, method: str = "maw",
-                  round_to: int = 1, seed: int = 0) -> PruneReport:
+                  round_to: int = 1, seed: int = 0,
+                  stats: Sequence[LayerStats] | None = None) -> PruneReport:
     """Prune every decoder layer's GLU MLP in place to the same kept count ``k``.
 
     Exactly one of ``pct`` (0 <= pct < 100) or ``expansion_ratio`` (target
-    intermediate/hidden, below the current one). All validation and scoring happen
-    before the first change, so a failed call leaves the model as it was. Peak extra
-    memory is one layer's MLP.
+    intermediate/hidden, below the current one). Calibration-based methods (``act``,
+    ``wanda_sp``, ``flap``, ``maw_hybrid``) need ``stats``, one :class:`LayerStats` per GLU
+    layer collected on this model (:func:`glu_prune.core.calibration.calibrate`); weight-only
+    methods refuse them. Bias-compensated methods (``flap``) also set ``down_proj``'s bias
+    to the removed neurons' mean output. All validation and scoring happen before the first
+    change, so a failed call leaves the model as it was. Peak extra memory is one layer's MLP.
     """
-    mlps, kept = plan_pruning(model, pct=pct, expansion_ratio=expansion_ratio,
-                              method=method, round_to=round_to, seed=seed)
+    mlps, kept = plan_pruning(model, pct=pct, expansion_ratio=expansion_ratio, method=method,
+                              round_to=round_to, seed=seed, stats=stats)
     n, k = mlps[0].gate_proj.out_features, len(kept[0])
     hidden = getattr(model.config, "hidden_size", mlps[0].gate_proj.in_features)
     total_before, mlp_before = count_params(model), _mlp_params(mlps)
+    # nothing removed, nothing to stand in for: no bias (the architecture stays as it was)
+    compensated = method in BIAS_COMPENSATED and k < n
+    if compensated:
+        add_bias_compensation(model, kept, [s.mean for s in stats])
     if k < n:
         for mlp, idx in zip(mlps, kept):
             slice_mlp(mlp, idx)
@@ -193,7 +239,9 @@ def prune_glu_mlp(model: nn.Module, *, pct: float | None = None,
                          total_params_before=total_before, total_params_after=count_params(model),
                          mlp_params_before=mlp_before, mlp_params_after=_mlp_params(mlps),
                          round_to=round_to, seed=seed,
-                         kept_indices=[idx.tolist() for idx in kept])
-    LOG.info("pruned %d layers with %s: intermediate %d -> %d (%.2f%% of parameters removed)",
-             len(mlps), method, n, k, report.params_removed_pct)
+                         kept_indices=[idx.tolist() for idx in kept], compensated=compensated,
+                         calibration=_calibration_tag(stats))
+    LOG.info("pruned %d layers with %s%s: intermediate %d -> %d (%.2f%% of parameters removed)",
+             len(mlps), method, " (bias-compensated)" if compensated else "", n, k,
+             report.params_removed_pct)
     return report

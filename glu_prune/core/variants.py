@@ -1,7 +1,9 @@
-"""Variants: the (model, method, level, round_to) matrix, their slugs, and a build cache.
+"""Variants: the (model, method, level, round_to, calibration) matrix, their slugs, and a
+build cache.
 
-A variant's slug (``llama-3.2-1b-maw-p40``, ``-r128`` when rounded) is in every test id,
-so ``-k 1b``, ``-k p40`` and ``-k maw`` select naturally.
+A variant's slug (``llama-3.2-1b-maw-p40``, ``-r128`` when rounded, and the calibration
+tag for a data-driven method, ``tiny-llama-flap-p40-c-tinycorpus-n128-l256-b8-s0``) is in
+every test id, so ``-k 1b``, ``-k p40``, ``-k maw`` and ``-k tinycorpus`` select naturally.
 """
 
 from __future__ import annotations
@@ -9,20 +11,35 @@ from __future__ import annotations
 import copy
 import gc
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
 
-from glu_prune.catalog.models import MODELS, ModelSpec, get_model_spec
+from glu_prune.catalog.models import ModelSpec, get_model_spec
+from glu_prune.core.calibration import LayerStats, calibrate
+from glu_prune.core.calibration_data import CalibrationSettings, settings_for
+from glu_prune.core.importance import get_scorer, needs_calibration
 from glu_prune.core.loading import WeightsUnavailable, has_local_weights, load_model
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
 
 LOG = logging.getLogger(__name__)
 
 
-def variant_slug(model: str, method: str, pct: float, round_to: int = 1) -> str:
-    """``{model}-{method}-p{pct}`` plus ``-r{round_to}`` when rounding is on."""
+def _level_slug(pct: float, round_to: int = 1) -> str:
+    """``p{pct}`` plus ``-r{round_to}`` when rounding is on (``p40``, ``p12_5``, ``p40-r128``)."""
     level = f"{pct:g}".replace(".", "_")
-    return f"{model}-{method}-p{level}" + (f"-r{round_to}" if round_to > 1 else "")
+    return f"p{level}" + (f"-r{round_to}" if round_to > 1 else "")
+
+
+def variant_slug(model: str, method: str, pct: float, round_to: int = 1,
+                 calibration: str = "") -> str:
+    """``{model}-{method}-p{pct}`` plus ``-r{round_to}`` when rounding is on and the
+    calibration tag when the variant was pruned from calibration data."""
+    slug = f"{model}-{method}-{_level_slug(pct, round_to)}"
+    return f"{slug}-{calibration}" if calibration else slug
+
+
+# The calibration settings of a model: what every data-driven variant of it calibrates on.
+CalibrationFor = Callable[[str], CalibrationSettings]
 
 
 @dataclass(frozen=True, order=True)
@@ -33,10 +50,18 @@ class VariantId:
     method: str
     pct: float
     round_to: int = 1
+    # The calibration settings' tag for a data-driven method above level 0, else "": two
+    # variants pruned from different data are different variants (ids, caches, baselines).
+    calibration: str = ""
+
+    @property
+    def level(self) -> str:
+        """The pruning level and rounding, as in the slug: ``p40``, ``p40-r128``."""
+        return _level_slug(self.pct, self.round_to)
 
     @property
     def slug(self) -> str:
-        return variant_slug(self.model, self.method, self.pct, self.round_to)
+        return variant_slug(self.model, self.method, self.pct, self.round_to, self.calibration)
 
     @property
     def base_slug(self) -> str:
@@ -46,15 +71,15 @@ class VariantId:
 
 def select_variants(models: Sequence[str], methods: Sequence[str],
                     levels: Sequence[float] | None = None,
-                    round_tos: Sequence[int] = (1,)) -> list[VariantId]:
+                    round_tos: Sequence[int] = (1,),
+                    calibration: CalibrationFor = settings_for) -> list[VariantId]:
     """The variant matrix in run order.
 
     ``levels=None`` takes each model's registered levels; otherwise the given levels that
     the model registers (a level no selected model has is an error). Level 0 is the same
     model for every method and rounding, so it appears once (first method, round_to 1).
+    Data-driven methods' variants carry the tag of ``calibration(model)``.
     """
-    from glu_prune.core.importance import get_scorer
-
     for m in methods:
         get_scorer(m)
     specs = [get_model_spec(m) for m in models]
@@ -72,7 +97,9 @@ def select_variants(models: Sequence[str], methods: Sequence[str],
                 for r in round_tos:
                     if pct == 0 and (i > 0 or r > 1):
                         continue
-                    out.append(VariantId(spec.name, method, pct, r))
+                    tag = (calibration(spec.name).tag
+                           if pct > 0 and needs_calibration(method) else "")
+                    out.append(VariantId(spec.name, method, pct, r, tag))
     return out
 
 
@@ -114,13 +141,17 @@ class VariantCache:
 
     ``weights``: ``"auto"`` (local dir / hub), ``"random"``, or ``"local"`` (pretrained when
     on disk, else random weights of the same shape: for speed, which weights do not change).
+    ``calibration``: each model's calibration settings; the statistics are collected once
+    per base model and settings, on the unpruned model, and kept while the base is.
     """
 
     device: str | None = None
     dtype: Any = None
     weights: str = "auto"
     model_dir: str | None = None
+    calibration: CalibrationFor = settings_for
     builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
+    _stats: tuple[str, list[LayerStats]] | None = None  # (tag, stats) of the resident base
     _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
     _current: tuple[tuple[VariantId, int | None], BuiltVariant] | None = None
     _unavailable: dict[str, str] = field(default_factory=dict)  # model -> why (once a run)
@@ -147,6 +178,7 @@ class VariantCache:
         self._current = None
         if base:
             self._base = None
+            self._stats = None
         if resident:
             gc.collect()
 
@@ -177,7 +209,7 @@ class VariantCache:
         # Level 0 is the base itself (pruning at 0 % changes nothing); others prune a copy
         # so the base stays intact for the next level.
         model = base if vid.pct == 0 else copy.deepcopy(base)
-        report = prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to)
+        report = self._prune(model, vid, base, tok)
         self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
         LOG.info("built %s (intermediate %d, %s weights)", vid.slug,
                  report.intermediate_size_after, weights)
@@ -185,24 +217,28 @@ class VariantCache:
         self._current = (key, built)
         return built
 
+    def _stats_for(self, vid: VariantId, base: Any, tok: Any) -> list[LayerStats]:
+        """The resident base's calibration statistics under ``vid``'s settings."""
+        settings = self.calibration(vid.model)
+        if settings.tag != vid.calibration:
+            raise ValueError(f"{vid.slug}: the variant was selected with calibration "
+                             f"{vid.calibration!r} but this run calibrates {vid.model} with "
+                             f"{settings.tag!r}")
+        if self._stats is None or self._stats[0] != settings.tag:
+            self._stats = (settings.tag, calibrate(base, tok, settings))
+        return self._stats[1]
+
+    def _prune(self, model: Any, vid: VariantId, base: Any, tok: Any) -> PruneReport:
+        if not needs_calibration(vid.method):
+            return prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to)
+        if vid.pct == 0:
+            # Level 0 removes nothing, so no scores (nor data to score by) can matter: the
+            # report is any weight-only method's, under the variant's method name.
+            report = prune_glu_mlp(model, pct=0, method="maw", round_to=vid.round_to)
+            return replace(report, method=vid.method)
+        return prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to,
+                             stats=self._stats_for(vid, base, tok))
+
     def clear(self) -> None:
         """Drop every resident model."""
         self._drop(base=True)
-
-
-def parse_list(text: str | None, cast=str) -> list | None:
-    """Split a comma list option (``None`` or empty = not given)."""
-    if text is None or not str(text).strip():
-        return None
-    return [cast(x.strip()) for x in str(text).split(",") if x.strip()]
-
-
-def all_model_names() -> list[str]:
-    """Registered model names in registry order."""
-    return list(MODELS)
-
-
-def order_key(vid: VariantId, model_order: Iterable[str]) -> tuple:
-    """Sort key that keeps models in registry order and levels ascending."""
-    order = {m: i for i, m in enumerate(model_order)}
-    return (order.get(vid.model, len(order)), vid.pct, vid.method, vid.round_to)

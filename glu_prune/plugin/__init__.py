@@ -1,238 +1,143 @@
-"""The glu-prune pytest plugin: options, the variant fixture and ordering hooks.
+"""The glu-prune pytest plugin: its hooks and fixtures, each handing off to the session.
 
-Thin by design: it reads options and hands off to ``glu_prune.core.variants`` (building),
-``glu_prune.evaluation.harness``/``baselines`` (judging) and ``glu_prune.results.report`` (showing).
+The session (``glu_prune.plugin.session.GluSession``) reads the options once, selects the
+variant matrix and owns the builder, the results collector and the evaluation and
+latency/energy suites. Library code never imports this package.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from glu_prune.plugin import judge as _judge, quality as _quality  # light: no torch, no lm-eval
-from glu_prune.console import quiet_libraries
-from glu_prune.plugin.gpus import pin_worker
-from glu_prune.core.loading import (MODELS_DIR_ENV, ArchitectureMismatch, WeightsUnavailable,
-                                    weights_obtainable)
-from glu_prune.plugin.options import validate_options
-from glu_prune.evaluation.preflight import PreflightError, check_ifeval_resources
-from glu_prune.plugin.quality import add_options as add_eval_options
-from glu_prune.core.variants import (BuiltVariant, VariantCache, VariantId, all_model_names,
-                                     order_key, parse_list, select_variants)
-
-# Latency/energy and the results table are plugins of their own, loaded with this one.
-pytest_plugins = ["glu_prune.plugin.perf", "glu_prune.plugin.results"]
-
-CACHE_KEY = pytest.StashKey[VariantCache]()
-VARIANTS_KEY = pytest.StashKey[list[VariantId]]()
-BUILDS_KEY = pytest.StashKey[dict[str, int]]()  # controller: slug -> builds over all workers
-
-# Extra per-variant parameters: argname -> fn(metafunc, variant_id) -> [(value, id_suffix)].
-# The test is parametrized over (variant, value) pairs with id "<slug>-<id_suffix>".
-PER_VARIANT_PARAMS: dict[str, Callable[[pytest.Metafunc, VariantId], list[tuple[Any, str]]]] = {}
+from glu_prune.core.loading import weights_obtainable
+from glu_prune.core.variants import BuiltVariant, VariantId
+from glu_prune.performance.energy import EnergyMeter
+from glu_prune.performance.models import PerfModel
+from glu_prune.plugin.judge import Judge, judge_for
+from glu_prune.plugin.options import add_options
+from glu_prune.plugin.perf import PerfSuite
+from glu_prune.plugin.perf_session import PerfContext
+from glu_prune.plugin.records import Recorder, recorder_for
+from glu_prune.plugin.results import tag_skip
+from glu_prune.plugin.session import SESSION_KEY, GluSession, session_of
+from glu_prune.plugin.variants import check_selected_resources, order
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("glu-prune", "GLU width pruning suite")
-    group.addoption("--glu-models", default=None,
-                    help="comma list of registered models to run "
-                         "(default: all registered models)")
-    group.addoption("--glu-methods", default="maw",
-                    help="comma list of importance methods: maw, vow, pon, l2, random "
-                         "(default: maw)")
-    group.addoption("--glu-levels", default=None,
-                    help="comma list of pruning percentages (default: each model's levels)")
-    group.addoption("--glu-round-to", default="1",
-                    help="comma list of kept-size roundings, e.g. 1,128 (default: 1)")
-    group.addoption("--glu-require-weights", action="store_true", default=False,
-                    help="fail, instead of skip, when a model's weights cannot be had "
-                         "(default: off)")
-    group.addoption("--glu-models-dir", default=None,
-                    help=f"folder holding <model-name>/ saved models; also ${MODELS_DIR_ENV} "
-                         f"(default: hub ids)")
-    group.addoption("--glu-device", default=None,
-                    help="torch device for the suite (default: cuda when available, else cpu)")
-    add_eval_options(group)  # --glu-limit, --glu-batch-size, ... (glu_prune.plugin.quality)
+    add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)  # bad options stop the run before other plugins start
 def pytest_configure(config: pytest.Config) -> None:
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:  # an xdist worker: take its own GPU before CUDA starts
-        try:
-            pin_worker(workerinput["workerid"], int(workerinput["workercount"]))
-        except ValueError as exc:
-            raise pytest.UsageError(f"glu-prune: {exc}") from None
-    validate_options(config)  # after pinning: checking --glu-device may start CUDA
-    # registered here so --strict-markers runs also work with -p no:xdist
-    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker (per variant)")
-    config.stash[BUILDS_KEY] = {}
-    config.pluginmanager.register(BuildCounter(config.stash[BUILDS_KEY]), "glu-prune-builds")
-    config.stash[CACHE_KEY] = VariantCache(device=config.getoption("--glu-device"),
-                                           model_dir=config.getoption("--glu-models-dir"))
-    try:
-        config.stash[VARIANTS_KEY] = select_variants(
-            parse_list(config.getoption("--glu-models")) or all_model_names(),
-            parse_list(config.getoption("--glu-methods")) or ["maw"],
-            parse_list(config.getoption("--glu-levels"), float),
-            parse_list(config.getoption("--glu-round-to"), int) or [1])
-    except (KeyError, ValueError) as exc:
-        raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
-    if workerinput is None and getattr(config.option, "dist", None) == "loadgroup":
-        slugs = [v.slug for v in config.stash[VARIANTS_KEY]]
-        config.pluginmanager.register(LoadgroupGuard(slugs), "glu-prune-loadgroup-guard")
+    session = config.stash[SESSION_KEY] = GluSession.start(config)
+    config.pluginmanager.register(ReportHooks(session), "glu-prune-reports")
+
+
+class ReportHooks:
+    """The hooks whose arguments name no config, bound to one session (registered per
+    config: pytester runs several in one process)."""
+
+    def __init__(self, session: GluSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count builds (all processes); keep records and skips (the controller)."""
+        self.session.builds.count(report)
+        if self.session.results is not None:
+            self.session.results.add(report)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "variant" not in metafunc.fixturenames:
-        return
-    variants = metafunc.config.stash[VARIANTS_KEY]
-    extra = [name for name in PER_VARIANT_PARAMS if name in metafunc.fixturenames]
-    group = pytest.mark.xdist_group  # one xdist group per variant, set at collection
-    if not extra:
-        metafunc.parametrize("variant_id", [pytest.param(v, id=v.slug, marks=group(v.slug))
-                                            for v in variants])
-        return
-    (name,) = extra  # one extra axis per test keeps ids readable
-    metafunc.parametrize(("variant_id", name), [
-        pytest.param(v, value, id=f"{v.slug}-{suffix}", marks=group(v.slug))
-        for v in variants for value, suffix in PER_VARIANT_PARAMS[name](metafunc, v)])
-
-
-@pytest.fixture
-def variant(variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVariant:
-    """The pruned variant ``variant_id``, built once per process (skips when weights are absent)."""
-    cache = request.config.stash[CACHE_KEY]
-    before = cache.builds.get(variant_id.slug, 0)
-    wrong_model = None
-    try:
-        # transformers' "Loading weights" bar and load chatter: only with pytest -v
-        with quiet_libraries(verbose=request.config.getoption("verbose") > 0):
-            built = cache.get(variant_id)
-    except WeightsUnavailable as exc:
-        if request.config.getoption("--glu-require-weights"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    except ArchitectureMismatch as exc:  # a wrong model, not a missing one: never a skip
-        wrong_model = str(exc)
-    if wrong_model is not None:  # failed outside the except: pytest would print it twice
-        pytest.fail(wrong_model, pytrace=False)
-    if cache.builds[variant_id.slug] > before:  # travels to the xdist controller
-        event = f"{os.getpid()}:{cache.builds[variant_id.slug]}"  # one id per real build
-        request.node.user_properties.append(("glu_build", (variant_id.slug, event)))
-    return built
-
-
-class BuildCounter:
-    """Counts variant builds over all workers (each variant should be built once per run).
-
-    Each build carries its own id (process, n-th build of that slug), so a report seen
-    twice by the controller is not counted twice, while a real rebuild is.
-    """
-
-    def __init__(self, builds: dict[str, int]):
-        self.builds = builds
-        self._seen: set[tuple[str, str]] = set()
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == "glu_build" and tuple(value) not in self._seen:
-                self._seen.add(tuple(value))
-                self.builds[value[0]] = self.builds.get(value[0], 0) + 1
-
-
-@pytest.fixture(scope="session")
-def variant_cache(pytestconfig: pytest.Config) -> VariantCache:
-    """The session's variant builder (for tests that count builds or clear memory)."""
-    return pytestconfig.stash[CACHE_KEY]
+    session_of(metafunc.config).parametrize(metafunc)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run each variant's tests together (their xdist group is set in generate_tests)."""
-    models = all_model_names()
-
-    def key(pair: tuple[int, pytest.Item]) -> tuple:
-        index, item = pair
-        vid = _variant_of(item)
-        return (1, order_key(vid, models), index) if vid else (0, (), index)
-
-    items[:] = [item for _, item in sorted(enumerate(items), key=key)]
-    check_selected_resources(config, items)
+    order(items)
+    # weights_obtainable looked up here, at call time: the seam tests replace
+    check_selected_resources(items, session_of(config).opts.models_dir, weights_obtainable)
 
 
-def check_selected_resources(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Stop before any model is built when a selected benchmark cannot score here.
-
-    lm-eval's ifeval fails inside scoring, after all generation, when nltk's punkt_tab
-    data is missing; so check it up front, for models whose weights can be had (a model
-    that will skip for missing weights never reaches scoring).
-    """
-    models_dir = config.getoption("--glu-models-dir")
-    needs = {vid.model for item in items if (vid := _variant_of(item)) is not None
-             and any(getattr(b, "task", None) == "ifeval" for b in _benchmarks_of(item))}
-    if any(weights_obtainable(m, models_dir) for m in sorted(needs)):
-        try:
-            check_ifeval_resources()
-        except PreflightError as exc:
-            raise pytest.UsageError(f"glu-prune: {exc}") from None
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    tag_skip(item, report)  # a skipped suite test's identity and reason
+    return report
 
 
-def _benchmarks_of(item: pytest.Item) -> list[Any]:
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    return [params[p] for p in _quality.PARAM_BY_KIND.values() if p in params]
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Lock the report folder before any test, so a clash costs no test time."""
+    results = session_of(session.config).results
+    if results is not None:
+        results.lock_folder()
 
 
-class LoadgroupGuard:
-    """Controller-side check that ``--dist loadgroup`` really groups the suite by variant.
-
-    xdist's workers tell the controller an item's group by appending ``@<group>`` to its
-    node id; when a pytest/xdist pair breaks that (pytest-xdist issue 1386), a variant's
-    tests spread over all workers and every worker builds every variant. Refuse such a
-    run before any test starts instead of silently spending N times the GPU time.
-    """
-
-    def __init__(self, slugs: list[str]) -> None:
-        self.slugs = slugs
-
-    def ungrouped(self, nodeid: str) -> bool:
-        """Whether ``nodeid`` is a variant's test that carries no xdist group suffix."""
-        # imported here: importing a plugin module early stops pytest from rewriting it
-        from glu_prune.plugin.results import plain_nodeid
-
-        head, bracket, _ = nodeid.rpartition("]")
-        if not bracket or plain_nodeid(nodeid) != nodeid:  # not parametrized, or grouped
-            return False
-        params = head.rpartition("[")[2]
-        return any(params == s or params.startswith(s + "-") for s in self.slugs)
-
-    @pytest.hookimpl(optionalhook=True)  # an xdist hook: only called when xdist runs
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        bad = next((nodeid for nodeid in ids if self.ungrouped(nodeid)), None)
-        if bad is not None:
-            import xdist
-
-            raise pytest.UsageError(
-                f"glu-prune: --dist loadgroup is not grouping tests by variant here (pytest "
-                f"{pytest.__version__}, pytest-xdist {xdist.__version__}; pytest-xdist "
-                f"issue 1386): {bad} came back without its '@<variant>' group suffix, so "
-                f"every worker would build every variant. Install the versions glu-prune "
-                f"pins (pytest<9.2) or run without -n.")
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    glu = session_of(session.config)
+    if glu.results is not None:
+        glu.results.finish(session, exitstatus, glu.builds.builds)
 
 
-def _variant_of(item: pytest.Item) -> VariantId | None:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get("variant_id") if callspec else None
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION_KEY in config.stash:  # absent when configure stopped on a bad option
+        config.stash[SESSION_KEY].release()
 
 
-# ---------------------------------------------------------------- evaluation (suite_eval)
-PER_VARIANT_PARAMS.update(_quality.PER_VARIANT_PARAMS)  # accuracy_/perplexity_benchmark
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The results section, then the latency/energy section."""
+    glu = session_of(config)
+    if glu.results is not None:
+        glu.results.summary(terminalreporter)
+    glu.perf.summary(terminalreporter)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: only called when xdist runs
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    guard = session_of(node.config).guard
+    if guard is not None:
+        guard.pytest_xdist_node_collection_finished(node, ids)
+
+
+# ---------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
-def glu_eval(request: pytest.FixtureRequest) -> _judge.Judge:
+def variant(variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVariant:
+    """The pruned variant ``variant_id``, built once per process (skips when weights are absent)."""
+    return session_of(request.config).build(variant_id, request)
+
+
+@pytest.fixture
+def glu_eval(request: pytest.FixtureRequest) -> Judge:
     """``glu_eval.check(variant, benchmark, kind)``: evaluate (once per variant) and judge
     against the baseline. Skips before the model is built when no baseline entry exists."""
-    return _judge.judge_for(request)
+    return judge_for(request, session_of(request.config).quality)
+
+
+@pytest.fixture
+def glu_record(request: pytest.FixtureRequest) -> Recorder:
+    """``glu_record(benchmark=..., metric=..., value=..., kind=..., ...)`` adds one
+    results-table record of the test's variant."""
+    return recorder_for(request)
+
+
+@pytest.fixture(scope="session")
+def perf_context(pytestconfig: pytest.Config) -> PerfContext:
+    """Session state of latency/energy tests (``glu_prune.plugin.perf_session.PerfContext``)."""
+    return session_of(pytestconfig).perf.context()
+
+
+@pytest.fixture(scope="module")
+def perf_model(request: pytest.FixtureRequest, perf_context: PerfContext) -> PerfModel:
+    """The perf variant ``request.param`` built (``glu_prune.performance.models.PerfModel``)."""
+    return perf_context.models.get(request.param)
+
+
+@pytest.fixture(scope="session")
+def energy_meter(perf_context: PerfContext) -> tuple[EnergyMeter, float]:
+    """``(meter, idle_watts)``; idle power measured once per run; skips without NVML."""
+    return PerfSuite.energy_meter(perf_context)

@@ -1,24 +1,27 @@
 """The glu_eval fixture's object: evaluate one benchmark of a variant (once per
-session), judge it against the baseline file and record it.
+session), judge it against the baseline file (``judging.judge``) and record it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import pytest
 
 from glu_prune.catalog.benchmarks import Benchmark, benchmarks_for
-from glu_prune.evaluation.harness import run_settings
-from glu_prune.judging.quality import (BaselineError, BaselineFile, UPDATE_FLAG, baseline_path,
-                                       compare_metric, load_baseline, mismatch_help,
-                                       settings_mismatch, update_baseline)
-from glu_prune.plugin.quality import (EvalSession, RECORD_KEY, _eval_params,
-                                      last_evaluation_of_variant, session_of)
+from glu_prune.core.variants import BuiltVariant, VariantId
+from glu_prune.evaluation import BenchResult, run_settings
+from glu_prune.judging import (UPDATE_FLAG, Check, JudgingError, QualityBaselines, Subject,
+                               Verdict, judge)
+from glu_prune.judging.quality_store import baseline_path, mismatch_help
+from glu_prune.judging.verdict import no_baseline_message
+from glu_prune.plugin.quality import EvalSession, _eval_params, last_evaluation_of_variant
+from glu_prune.plugin.records import emit
+from glu_prune.results import Record
 
 LOG = logging.getLogger(__name__)
+PROVENANCE = {"source": f"pinned from glu-prune runs (pytest {UPDATE_FLAG})"}
 
 
 @dataclass
@@ -28,143 +31,155 @@ class Judge:
     session: EvalSession
     request: pytest.FixtureRequest
 
-    def _baseline(self, model: str) -> BaselineFile:
+    def _store(self, model: str, *, required: bool = True) -> QualityBaselines:
         known = {b.name: b for b in benchmarks_for(model)}
-        return load_baseline(baseline_path(self.session.baselines_dir, model), known)
+        return QualityBaselines.load(self.session.baselines_dir, model, known,
+                                     required=required)
 
-    def precheck(self, vid: Any, benchmark: Benchmark) -> None:
+    def precheck(self, vid: VariantId, benchmark: Benchmark) -> None:
         """Skip before building the model when the baseline has nothing for this test."""
         if self.session.update:
             return
         try:
-            bf = self._baseline(vid.model)
-        except BaselineError:
+            store = self._store(vid.model)
+        except JudgingError:
             return  # reported as a failure by check(), not as a setup error
-        if _lookup(bf, vid.slug, vid.pct, benchmark.name) is None:
-            pytest.skip(_no_baseline(bf, vid.slug, benchmark.name))
+        if store.entry_for(vid, benchmark.name) is None:
+            pytest.skip(no_baseline_message(vid.slug, benchmark.name, str(store.path),
+                                            store.why_absent(benchmark=benchmark.name)))
 
-    def check(self, variant: Any, benchmark: Benchmark, kind: str) -> None:
-        """Evaluate this benchmark (once per session), then compare ``kind`` metrics with
-        the baseline."""
-        model, slug, s = variant.spec.name, variant.slug, self.session
-        metrics = benchmark.metrics_of(kind)
-        bf = None
-        if not s.update:
-            try:
-                bf = self._baseline(model)
-            except BaselineError as exc:
-                pytest.fail(str(exc), pytrace=False)
-            diffs = settings_mismatch(bf, benchmark.name,
-                                      run_settings(benchmark, s.settings, ""))
-            if diffs and bf.settings(benchmark.name) is not None:
-                pytest.fail(f"{model} / {slug} / {benchmark.name}: {mismatch_help(diffs)}",
-                            pytrace=False)
+    def check(self, variant: BuiltVariant, benchmark: Benchmark, kind: str) -> None:
+        """Evaluate this benchmark (once per session), then judge its ``kind`` metrics
+        against the baseline (or pin them, with the update flag)."""
+        s = self.session
+        store = self._for_pin(variant.spec.name) if s.update else self._loaded(variant,
+                                                                               benchmark)
         result = s.result(variant, benchmark)
-        measured = {m.key: result.metrics[m.key] for m in metrics}
+        checks = [Check(Subject(variant.spec.name, variant.slug, benchmark.name, m.key),
+                        result.metrics[m.key], m.kind, m.direction)
+                  for m in benchmark.metrics_of(kind)]
         if s.update:
-            for key, mv in measured.items():
-                self._record(model, slug, benchmark, key, mv, result, outcome="pinned")
-            self._update(variant, benchmark, measured, result.settings)
-        self._judge(bf, variant, benchmark, measured, result)
+            self._pin(store, variant, benchmark, checks, result)
+        else:
+            self._judge(store, variant, benchmark, checks, result)
 
-    def _update(self, variant: Any, benchmark: Benchmark, measured: dict,
-                settings: dict) -> None:
-        model, slug = variant.spec.name, variant.slug
-        known = {b.name: b for b in benchmarks_for(model)}
-        info = {k: settings[k] for k in ("batch_size", "lm_eval_version", "seed", "max_length")}
-        info.update(device=str(variant.model.device.type),
-                    dtype=str(variant.model.dtype).replace("torch.", ""))
+    def _for_pin(self, model: str) -> QualityBaselines:
+        """The baselines to pin into; a bad file fails the pin itself (after evaluating)."""
         try:
-            res = update_baseline(baseline_path(self.session.baselines_dir, model), model, slug,
-                                  benchmark.name, measured, settings, known,
-                                  {"source": "pinned from glu-prune runs (pytest "
-                                             f"{UPDATE_FLAG})"}, info)
-        except BaselineError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        pytest.fail(res.message(slug, benchmark.name), pytrace=False)
+            return self._store(model, required=False)
+        except JudgingError:
+            known = {b.name: b for b in benchmarks_for(model)}
+            return QualityBaselines(baseline_path(self.session.baselines_dir, model), model,
+                                    known)
 
-    def _judge(self, bf: BaselineFile, variant: Any, benchmark: Benchmark, measured: dict,
-               result: Any) -> None:
-        model, slug = variant.spec.name, variant.slug
-        found = _lookup(bf, slug, variant.pct, benchmark.name)
+    def _loaded(self, variant: BuiltVariant, benchmark: Benchmark) -> QualityBaselines:
+        """The model's baselines, failing the test on a bad file or other settings."""
+        try:
+            store = self._store(variant.spec.name)
+        except JudgingError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        diffs = store.settings_mismatch(benchmark.name,
+                                        run_settings(benchmark, self.session.settings, ""))
+        if diffs and store.settings(benchmark.name) is not None:
+            pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
+                        f"{mismatch_help(diffs)}", pytrace=False)
+        return store
+
+    def _pin(self, store: QualityBaselines, variant: BuiltVariant, benchmark: Benchmark,
+             checks: list[Check], result: BenchResult) -> None:
+        """Write the measured metrics into the baseline file; the test fails on purpose."""
+        settings = result.settings
+        store.provenance = PROVENANCE
+        store.info = {**{k: settings[k] for k in ("batch_size", "lm_eval_version", "seed",
+                                                  "max_length")},
+                      "device": str(variant.model.device.type),
+                      "dtype": str(variant.model.dtype).replace("torch.", "")}
+        try:
+            verdicts = judge(checks, store, self.session.tolerance, update=True,
+                             settings=settings)
+        except JudgingError as exc:
+            self._record(variant, benchmark, checks, ["pinned"] * len(checks), result)
+            pytest.fail(str(exc), pytrace=False)
+        self._record(variant, benchmark, checks, verdicts, result)
+        pytest.fail("\n".join(v.message() for v in verdicts), pytrace=False)
+
+    def _judge(self, store: QualityBaselines, variant: BuiltVariant, benchmark: Benchmark,
+               checks: list[Check], result: BenchResult) -> None:
+        """Compare each metric with its baseline; fail on regressions, skip when none has
+        a baseline."""
+        found = store.entry_for(variant.id, benchmark.name)
         if found is None:
-            pytest.skip(_no_baseline(bf, slug, benchmark.name))
+            pytest.skip(no_baseline_message(variant.slug, benchmark.name, str(store.path),
+                                            store.why_absent(benchmark=benchmark.name)))
         base_slug, base = found
-        diffs = settings_mismatch(bf, benchmark.name, result.settings, base, measured, base_slug)
+        measured = {c.subject.metric: c.run for c in checks}
+        diffs = store.settings_mismatch(benchmark.name, result.settings, base, measured,
+                                        base_slug)
         if diffs:  # e.g. another data set: a comparison would measure nothing
-            pytest.fail(f"{model} / {slug} / {benchmark.name}: {mismatch_help(diffs)}",
-                        pytrace=False)
-        failures, missing = [], []
-        for key, run in measured.items():
-            if key not in base:
-                missing.append(key)
-                self._record(model, slug, benchmark, key, run, result, outcome="no baseline")
-                continue
+            pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
+                        f"{mismatch_help(diffs)}", pytrace=False)
+        failures, verdicts = [], []
+        for c in checks:  # one at a time: a bad number fails its metric, not the others
             try:
-                c = compare_metric(model, slug, benchmark.name, benchmark.metric(key),
-                                   base[key], run, self.session.tolerance, str(bf.path))
-            except BaselineError as exc:
+                verdicts += judge([c], store, self.session.tolerance, update=False)
+            except JudgingError as exc:
                 failures.append(str(exc))
-                continue
-            self._record(model, slug, benchmark, key, run, result, c.record())
-            if c.regressed:
-                failures.append(c.message())
-            elif c.outcome == "improved":
-                LOG.info("%s", c.message())
+        self._record(variant, benchmark, [c for c in checks if _judged(c, verdicts)],
+                     verdicts, result)
+        failures += [v.message() for v in verdicts if v.failed]
+        for v in verdicts:
+            if v.outcome == "improvement":
+                LOG.info("%s", v.message())
         if failures:
             pytest.fail("\n".join(failures), pytrace=False)
-        if len(missing) == len(measured):
-            pytest.skip(_no_baseline(bf, slug, benchmark.name, missing))
+        missing = [v.subject.metric for v in verdicts if v.outcome == "no baseline"]
+        if len(missing) == len(checks):
+            pytest.skip(no_baseline_message(
+                variant.slug, f"{benchmark.name} {', '.join(missing)}", str(store.path),
+                store.why_absent(benchmark=benchmark.name, metrics=missing)))
 
-    def _record(self, model: str, slug: str, benchmark: Benchmark, key: str, run: Any,
-                result: Any, judged: dict[str, Any] | None = None, outcome: str = "") -> None:
-        """One results-table row (travels to the xdist controller in user_properties)."""
-        metric = benchmark.metric(key)
-        record = judged or {"model": model, "variant": slug, "benchmark": benchmark.name,
-                            "metric": key, "kind": metric.kind, "direction": metric.direction,
-                            "measured": run.value, "measured_stderr": run.stderr, "n": run.n,
-                            "outcome": outcome}
-        record.update(group=benchmark.group, cached=result.cached,
-                      limit=result.settings.get("limit"),
-                      chat_template=result.settings.get("chat_template"),
-                      batch_size=result.settings.get("batch_size"))
-        self.request.node.user_properties.append((RECORD_KEY, record))
-
-
-def _lookup(bf: BaselineFile, slug: str, pct: float,
-            benchmark: str) -> tuple[str, dict] | None:
-    """(slug of the entry, baseline entry); level 0 is the same model under every method,
-    so any p0 entry of the model serves."""
-    entry = bf.entry(slug, benchmark)
-    if entry is not None:
-        return slug, entry
-    if pct == 0:
-        for other in bf.slugs():
-            same_model_p0 = (other.startswith(f"{bf.model}-")
-                             and other.rsplit("-", 1)[-1] == "p0")
-            if same_model_p0 and (entry := bf.entry(other, benchmark)) is not None:
-                return other, entry
-    return None
+    def _record(self, variant: BuiltVariant, benchmark: Benchmark, checks: list[Check],
+                verdicts: list[Verdict | str], result: BenchResult) -> None:
+        """One results-table row per metric (travels to the xdist controller)."""
+        report, settings = variant.report, result.settings
+        records = []
+        for c, v in zip(checks, verdicts):
+            judged = isinstance(v, Verdict) and v.judged
+            extra = {"worse_by": v.worse_by} if judged else {}
+            extra.update(cached=result.cached, limit=settings.get("limit"),
+                         chat_template=settings.get("chat_template"),
+                         batch_size=settings.get("batch_size"))
+            records.append(Record.of(
+                variant.id, benchmark.name, c.subject.metric, c.run.value, kind=c.kind,
+                verdict=_as_recorded(v), extra=extra, direction=c.direction,
+                group=benchmark.group, stderr=c.run.stderr, n=c.run.n,
+                intermediate_size=report.intermediate_size_after,
+                expansion_ratio=report.expansion_ratio_after,
+                params=report.total_params_after))
+        emit(self.request.node, *records)
 
 
-def _no_baseline(bf: BaselineFile, slug: str, benchmark: str,
-                 metrics: list[str] | None = None) -> str:
-    what = f"{benchmark} {', '.join(metrics)}" if metrics else benchmark
-    why = bf.why_absent(benchmark, metrics)
-    return (f"no baseline for {slug} / {what} in {bf.path} ({why}); pin one with "
-            f"{UPDATE_FLAG} and review the diff")
+def _judged(check: Check, verdicts: list[Verdict]) -> bool:
+    return any(v.subject == check.subject for v in verdicts)
 
 
-def judge_for(request: pytest.FixtureRequest) -> Judge:
+def _as_recorded(v: Verdict | str) -> Verdict | str:
+    """What quality records have always carried: no baseline value on a pin, no detail
+    on a missing baseline (results.json stays as it was)."""
+    if isinstance(v, str) or v.outcome not in ("pinned", "no baseline"):
+        return v
+    return replace(v, baseline=None, baseline_stderr=None, bound=None, detail="")
+
+
+def judge_for(request: pytest.FixtureRequest, session: EvalSession) -> Judge:
     """Build the ``glu_eval`` fixture value; skips early when the baseline has no entry.
     After the variant's last evaluation test the session releases its runner."""
-    session = session_of(request.config)
-    judge = Judge(session, request)
+    judge_ = Judge(session, request)
     vid, bench = _eval_params(request.node)
     if vid is not None and bench is not None:
         def release_after_last() -> None:
             if last_evaluation_of_variant(request.node):
                 session.release()
         request.addfinalizer(release_after_last)
-        judge.precheck(vid, bench)
-    return judge
+        judge_.precheck(vid, bench)
+    return judge_

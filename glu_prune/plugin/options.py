@@ -1,247 +1,175 @@
-"""One up-front check of every ``--glu-*`` option, so a bad value stops the run before any
-model is loaded (pytest exit 4, one line naming the option, the value and what is valid).
+"""Every ``--glu-*`` option: declared here (``add_options``, one group, each help ending
+with its default), checked up front (``glu_prune.plugin.checks``) and read once into
+``Options`` (``Options.read``, in ``pytest_configure``).
 
-The checks read raw option values (``config.getoption``) even where another module parses
-them later: a value that would fail, or silently do nothing, must fail here first.
+Only the plugin's glue reads options; everything else gets values or objects.
 """
 
 from __future__ import annotations
 
-import math
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from glu_prune.catalog.models import MODELS
 from glu_prune.core.loading import MODELS_DIR_ENV
+from glu_prune.evaluation import EvalSettings
+from glu_prune.judging import UPDATE_FLAG, Tolerance
+from glu_prune.plugin.checks import (FLAGS, BadOption, Get, check_options, parse_list,
+                                     parse_ppl_tol)
 
-Get = Callable[[str], Any]  # option name -> value (None: not given)
+__all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
+           "parse_list", "parse_ppl_tol"]
 
-# Options with nothing to check (on/off flags); listed so a test can prove every --glu-*
-# option is either checked below or deliberately free.
-FLAGS: tuple[str, ...] = ("--glu-require-weights", "--glu-chat-template",
-                          "--glu-update-baselines")
-
-
-class BadOption(ValueError):
-    """One bad option value; ``str()`` is the one-line message."""
-
-    def __init__(self, option: str, value: Any, valid: str, problem: str = "") -> None:
-        given = option if value is None else f"{option}={value}"  # flags carry no value
-        why = f"{problem}; " if problem else ""
-        super().__init__(f"{given}: {why}valid: {valid}")
+PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
-def validate_options(config: pytest.Config) -> None:
-    """Check every ``--glu-*`` value of ``config``; raise ``pytest.UsageError`` (one line)."""
-    try:
-        check_options(config.getoption, Path(config.rootpath),
-                      Path(config.invocation_params.dir))
-    except ValueError as exc:  # BadOption, or a ValueError whose message names the option
-        raise pytest.UsageError(f"glu-prune: {exc}") from None
+def add_options(parser: pytest.Parser) -> None:
+    """All 24 ``--glu-*`` options, in one group (each help ends with its default)."""
+    group = parser.getgroup("glu-prune", "GLU width pruning suite")
+    _what_to_run(group)
+    _evaluation(group)
+    _latency_and_energy(group)
+    group.addoption("--glu-report", default="results", metavar="DIR",
+                    help="folder for results.json and results.md, written when a test "
+                         "recorded numbers; locked while a run uses it (default: results)")
+    group.addoption("--glu-plots", action="store_true", default=False,
+                    help="also write PNG charts into the --glu-report folder; needs "
+                         "matplotlib, the [plots] extra (default: off)")
 
 
-def check_options(get: Get, rootdir: Path, cwd: Path) -> None:
-    """Raise ``ValueError`` (mostly ``BadOption``) for the first bad value, its message
-    naming the option; ``get`` returns ``None`` for an option that is unset."""
-    models = check_models(get("--glu-models"))
-    check_methods(get("--glu-methods"))
-    check_levels(get("--glu-levels"), models)
-    _int_list("--glu-round-to", get("--glu-round-to"), 1)
-    check_device(get("--glu-device"))
-    check_models_dir(get("--glu-models-dir"), cwd)
-    _int_at_least("--glu-limit", get("--glu-limit"), 1)
-    _int_at_least("--glu-batch-size", get("--glu-batch-size"), 1)
-    _finite_at_least("--glu-z", get("--glu-z"), 0.0)
-    check_ppl_tol(get("--glu-ppl-tol"))
-    check_folders(get, rootdir, cwd)
-    _int_list("--glu-prompt-lens", get("--glu-prompt-lens"), 1)
-    # TPOT divides the decode time by new tokens - 1
-    _int_at_least("--glu-new-tokens", get("--glu-new-tokens"), 2)
-    _int_at_least("--glu-perf-rounds", get("--glu-perf-rounds"), 1)
-    _int_at_least("--glu-perf-layers", get("--glu-perf-layers"), 1)
-    check_dtype(get("--glu-perf-dtype"))
-    _finite_at_least("--glu-perf-tolerance", get("--glu-perf-tolerance"), 0.0)
-    check_device_name(get("--glu-device-name"))
-    check_plots(get("--glu-plots"))
+def _what_to_run(group: Any) -> None:
+    group.addoption("--glu-models", default=None,
+                    help="comma list of registered models to run "
+                         "(default: all registered models)")
+    group.addoption("--glu-methods", default="maw",
+                    help="comma list of importance methods: maw, vow, pon, l2, random "
+                         "(default: maw)")
+    group.addoption("--glu-levels", default=None,
+                    help="comma list of pruning percentages (default: each model's levels)")
+    group.addoption("--glu-round-to", default="1",
+                    help="comma list of kept-size roundings, e.g. 1,128 (default: 1)")
+    group.addoption("--glu-require-weights", action="store_true", default=False,
+                    help="fail, instead of skip, when a model's weights cannot be had "
+                         "(default: off)")
+    group.addoption("--glu-models-dir", default=None,
+                    help=f"folder holding <model-name>/ saved models; also ${MODELS_DIR_ENV} "
+                         f"(default: hub ids)")
+    group.addoption("--glu-device", default=None,
+                    help="torch device for the suite (default: cuda when available, else cpu)")
 
 
-# ---------------------------------------------------------------- what to run
+def _evaluation(group: Any) -> None:
+    group.addoption("--glu-limit", type=int, default=None,
+                    help="lm-eval limit: examples per task, for quick runs; recorded and "
+                         "compared with the baseline's (default: none, full test sets)")
+    group.addoption("--glu-batch-size", type=int, default=EvalSettings.batch_size,
+                    help=f"lm-eval batch size; changes scores slightly, so it is fixed and "
+                         f"recorded (default: {EvalSettings.batch_size})")
+    group.addoption("--glu-chat-template", action="store_true", default=False,
+                    help="apply the tokenizer's chat template (instruct models) "
+                         "(default: off, as the published runs)")
+    group.addoption(UPDATE_FLAG, action="store_true", default=False,
+                    help="rewrite the baseline values measured in this run and fail those "
+                         "tests, so a person reviews the diff (default: off)")
+    group.addoption("--glu-z", type=float, default=Tolerance.z,
+                    help=f"z of the accuracy bound max(abs_floor, z*sqrt(se_b^2+se_r^2)) "
+                         f"(default: {Tolerance.z})")
+    group.addoption("--glu-ppl-tol", default=None,
+                    help="relative perplexity tolerance: one number, or name=value pairs "
+                         "like 'wikitext=0.05,lambada_openai=0.1' "
+                         f"(default: {Tolerance.ppl_rel}, lambada_openai 0.1)")
+    group.addoption("--glu-cache-dir", default=None,
+                    help="result cache folder; runs resume from it (default: <rootdir>/.glu_cache)")
+    group.addoption("--glu-baselines-dir", default=None,
+                    help="folder of <model>.json baselines (default: <rootdir>/baselines)")
 
 
-def _items(text: Any) -> list[str]:
-    """A comma list's entries (an empty option means 'not given', as ``parse_list``)."""
-    return [x.strip() for x in str(text).split(",") if x.strip()] if text is not None else []
+def _latency_and_energy(group: Any) -> None:
+    group.addoption("--glu-prompt-lens", default=None,
+                    help="comma list of TTFT prompt lengths (default: 128,512,2048 on GPU, "
+                         "128 on CPU)")
+    group.addoption("--glu-new-tokens", type=int, default=None,
+                    help="tokens generated per TPOT/throughput call, EOS ignored "
+                         "(default: 64 on GPU, 4 on CPU)")
+    group.addoption("--glu-perf-rounds", type=int, default=None,
+                    help="timed rounds per latency benchmark, after warm-up rounds "
+                         "(default: 10 after 2 on GPU, 9 after 1 on CPU; a speedup's 95-percent "
+                         "interval needs 6 or more)")
+    group.addoption("--glu-perf-layers", type=int, default=None,
+                    help="decoder layers of real model shapes in latency/energy runs "
+                         "(default: all on GPU, 2 on CPU; tiny-llama always whole)")
+    group.addoption("--glu-perf-dtype", default=None,
+                    help="dtype of latency/energy runs (default: bfloat16 on GPU, float32 on CPU)")
+    group.addoption("--glu-perf-tolerance", type=float, default=PERF_TOLERANCE,
+                    help="relative regression allowed against this device's perf baseline "
+                         f"(default: {PERF_TOLERANCE:g})")
+    group.addoption("--glu-device-name", default=None,
+                    help="device name keying baselines/perf/<slug>.json "
+                         "(default: the detected GPU or CPU model name)")
 
 
-def check_models(text: str | None) -> list[str]:
-    """The selected model names (all registered when not given); unknown names are errors."""
-    names = _items(text)
-    for name in names:
-        if name not in MODELS:
-            raise BadOption("--glu-models", text, f"registered models {', '.join(MODELS)}",
-                            f"unknown model {name!r}")
-    return names or list(MODELS)
+@dataclass(frozen=True)
+class Options:
+    """Every ``--glu-*`` value, read once (in ``pytest_configure``) and checked."""
 
+    models: list[str] | None  # None when not given (quality: all; perf: its defaults)
+    methods: list[str]
+    levels: list[float] | None
+    round_tos: list[int]
+    require_weights: bool
+    models_dir: str | None
+    device: str | None
+    limit: int | None
+    batch_size: int
+    chat_template: bool
+    update_baselines: bool
+    tolerance: Tolerance
+    cache_dir: Path
+    baselines_dir: Path
+    prompt_lens: list[int] | None
+    new_tokens: int | None
+    perf_rounds: int | None
+    perf_layers: int | None
+    perf_dtype: str | None
+    perf_tolerance: float
+    device_name: str | None
+    report_dir: Path
+    plots: bool
+    verbose: int
+    raw: dict[str, Any]  # the glu_* values as given (results.json's "options")
 
-def check_methods(text: str | None) -> None:
-    """Every entry is a registered importance method."""
-    from glu_prune.core.importance import SCORERS
-
-    for name in _items(text):
-        if name not in SCORERS:
-            raise BadOption("--glu-methods", text, f"methods {', '.join(sorted(SCORERS))}",
-                            f"unknown method {name!r}")
-
-
-def check_levels(text: str | None, models: list[str]) -> None:
-    """Percentages in [0, 100) that at least one selected model registers."""
-    known = sorted({lv for m in models for lv in MODELS[m].levels})
-    valid = f"levels registered for {', '.join(models)}: {', '.join(map(str, known))}"
-    for item in _items(text):
+    @classmethod
+    def read(cls, config: pytest.Config) -> Options:
+        """Check and read ``config``'s options; ``pytest.UsageError`` (one line) on a bad one."""
+        root, cwd = Path(config.rootpath), Path(config.invocation_params.dir)
         try:
-            level = float(item)
-        except ValueError:
-            raise BadOption("--glu-levels", text, valid, f"{item!r} is not a number") from None
-        if level not in known:
-            raise BadOption("--glu-levels", text, valid, f"level {item} is not registered")
+            check_options(config.getoption, root, cwd)
+            return cls.parse(config.getoption, root, cwd, vars(config.option))
+        except ValueError as exc:  # BadOption, or a ValueError whose message names the option
+            raise pytest.UsageError(f"glu-prune: {exc}") from None
 
-
-def check_device(text: str | None) -> None:
-    """A torch device string; a CUDA device must exist here."""
-    if text is None:
-        return
-    import torch
-
-    valid = "a torch device such as cpu, cuda or cuda:1"
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise BadOption("--glu-device", text, valid, "not a torch device") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise BadOption("--glu-device", text, valid, f"this machine has {count} CUDA "
-                            f"device(s) visible")
-
-
-def check_models_dir(text: str | None, cwd: Path) -> None:
-    """``--glu-models-dir`` (else ``$GLU_PRUNE_MODELS_DIR``) names an existing folder."""
-    name, value = ("--glu-models-dir", text) if text else (MODELS_DIR_ENV,
-                                                          os.environ.get(MODELS_DIR_ENV))
-    if value and not (cwd / value).is_dir():
-        what = "is a file" if (cwd / value).exists() else "does not exist"
-        raise BadOption(name, value, "an existing folder holding <model-name>/ saved models",
-                        what)
-
-
-# ---------------------------------------------------------------- judging
-
-
-def check_ppl_tol(text: str | None) -> None:
-    """Parsed by the suite's own parser (its errors name the option and the bad part), then
-    by ``Tolerance``."""
-    from glu_prune.judging.quality import Tolerance
-    from glu_prune.plugin.quality import parse_ppl_tol
-
-    try:
-        kwargs = parse_ppl_tol(text)
-    except pytest.UsageError as exc:  # its message names the option, the part and the fix
-        raise ValueError(str(exc)) from None
-    try:
-        Tolerance(**kwargs)
-    except ValueError as exc:
-        raise BadOption("--glu-ppl-tol", text, "finite numbers >= 0", str(exc)) from None
-
-
-def check_folders(get: Get, rootdir: Path, cwd: Path) -> None:
-    """Folders written during the run are writable now, not after an hour of evaluation."""
-    if get("--glu-cache-dir") is not None:
-        _writable_dir("--glu-cache-dir", get("--glu-cache-dir"), cwd)
-    if get("--glu-report") is not None:
-        _writable_dir("--glu-report", get("--glu-report"), cwd)
-    baselines = get("--glu-baselines-dir")
-    if get("--glu-update-baselines"):
-        _writable_dir("--glu-baselines-dir", baselines or rootdir / "baselines", cwd)
-    elif baselines is not None and (cwd / baselines).exists() and not (cwd / baselines).is_dir():
-        # an absent folder is a first run (tests skip, naming it); a file is a mistake
-        raise BadOption("--glu-baselines-dir", baselines, "a folder of <model>.json baselines",
-                        "a file, not a folder")
-
-
-def _writable_dir(option: str, value: Any, cwd: Path) -> None:
-    """``value`` is a folder this user can write, or can be created as one."""
-    valid = "a folder this user can write (created when absent)"
-    path = cwd / value
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "" if existing == path else f" ({existing} is)"
-        raise BadOption(option, value, valid, f"a file, not a folder{where}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BadOption(option, value, valid, f"{existing} is not writable")
-
-
-# ---------------------------------------------------------------- latency and energy
-
-
-def check_dtype(text: str | None) -> None:
-    """A floating-point torch dtype name."""
-    if text is None:
-        return
-    import torch
-
-    if not (isinstance(getattr(torch, text, None), torch.dtype)
-            and getattr(torch, text).is_floating_point):
-        raise BadOption("--glu-perf-dtype", text, "a torch floating dtype name such as "
-                        "bfloat16, float16 or float32")
-
-
-def check_device_name(text: str | None) -> None:
-    """A name that keys a baseline file: it must keep some letters or digits."""
-    from glu_prune.judging.speed import DeviceInfo
-
-    if text is not None and not DeviceInfo(text, "", "").slug:
-        raise BadOption("--glu-device-name", repr(text), "a name with letters or digits, "
-                        "e.g. 'nvidia-h100-80gb'")
-
-
-def check_plots(enabled: bool | None) -> None:
-    """``--glu-plots`` needs matplotlib (the [plots] extra) before the run, not after it."""
-    if not enabled:
-        return
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise BadOption("--glu-plots", None, "install matplotlib: pip install -e "
-                        "'.[plots]' in a checkout, or pip install matplotlib",
-                        "matplotlib is not installed") from None
-
-
-# ---------------------------------------------------------------- numbers
-
-
-def _int_at_least(option: str, value: Any, low: int) -> None:
-    """``value`` (argparse already made it an int) is unset or >= ``low``."""
-    if value is not None and value < low:
-        raise BadOption(option, value, f"an integer >= {low}")
-
-
-def _int_list(option: str, text: Any, low: int) -> None:
-    """Every entry of a comma list is an integer >= ``low``."""
-    for item in _items(text):
-        try:
-            problem = f"{item} is below {low}" if int(item) < low else ""
-        except ValueError:
-            problem = f"{item!r} is not an integer"
-        if problem:
-            raise BadOption(option, text, f"a comma list of integers >= {low}", problem)
-
-
-def _finite_at_least(option: str, value: Any, low: float) -> None:
-    """``value`` (a float from argparse) is unset, finite and >= ``low``."""
-    if value is not None and not (math.isfinite(value) and value >= low):
-        raise BadOption(option, value, f"a finite number >= {low:g}")
+    @classmethod
+    def parse(cls, get: Get, root: Path, cwd: Path, option: dict[str, Any]) -> Options:
+        """The values of checked options (``get`` as ``config.getoption``)."""
+        return cls(
+            models=parse_list(get("--glu-models")),
+            methods=parse_list(get("--glu-methods")) or ["maw"],
+            levels=parse_list(get("--glu-levels"), float),
+            round_tos=parse_list(get("--glu-round-to"), int) or [1],
+            require_weights=bool(get("--glu-require-weights")),
+            models_dir=get("--glu-models-dir"), device=get("--glu-device"),
+            limit=get("--glu-limit"), batch_size=get("--glu-batch-size"),
+            chat_template=bool(get("--glu-chat-template")),
+            update_baselines=bool(get(UPDATE_FLAG)),
+            tolerance=Tolerance(z=get("--glu-z"), **parse_ppl_tol(get("--glu-ppl-tol"))),
+            cache_dir=Path(get("--glu-cache-dir") or root / ".glu_cache"),
+            baselines_dir=Path(get("--glu-baselines-dir") or root / "baselines"),
+            prompt_lens=parse_list(get("--glu-prompt-lens"), int),
+            new_tokens=get("--glu-new-tokens"), perf_rounds=get("--glu-perf-rounds"),
+            perf_layers=get("--glu-perf-layers"), perf_dtype=get("--glu-perf-dtype"),
+            perf_tolerance=get("--glu-perf-tolerance"), device_name=get("--glu-device-name"),
+            report_dir=Path(cwd, get("--glu-report")), plots=bool(get("--glu-plots")),
+            verbose=option.get("verbose", 0) or 0,
+            raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")})

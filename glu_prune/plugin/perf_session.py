@@ -4,29 +4,28 @@ baselines, their records, and the terminal summary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
+from tabulate import tabulate
 
-from glu_prune.judging.speed import PerfBaselines
+from glu_prune.catalog.models import get_model_spec
+from glu_prune.core.arithmetic import expansion_table
+from glu_prune.evaluation import MetricValue
+from glu_prune.judging import Check, SpeedBaselines, Subject, Verdict, judge
 from glu_prune.performance.models import PerfModel, PerfModels
 from glu_prune.performance.settings import CONFIDENCE, PerfSettings, PerfVariant
 from glu_prune.performance.stats import Row
+from glu_prune.plugin.records import emit
+from glu_prune.results import Record
 
-
-def make_record(*, variant: str, benchmark: str, metric: str, value: Any, unit: str,
-                baseline: float | None = None, verdict: str | None = None,
-                **extra: Any) -> dict[str, Any]:
-    """One plain record for the results table (the shape every suite record shares)."""
-    return {"metric": metric, "value": value, "unit": unit, "variant": variant,
-            "benchmark": benchmark, "baseline": baseline, "verdict": verdict, **extra}
-
-
-def emit_record(node: Any, record: dict[str, Any]) -> None:
-    """Hand a record to the results plugin (user_properties travel back from xdist too)."""
-    node.user_properties.append(("glu_record", record))
+# keys of the judged row that are Record fields (the rest of the row goes to ``extra``)
+_FIELDS = {"metric", "value", "unit", "variant", "benchmark", "baseline", "verdict", "direction",
+           "model", "pct", "round_to", "kind", "test", "intermediate_size"}
 
 
 def _unit_of(name: str) -> str:
@@ -37,18 +36,44 @@ def _unit_of(name: str) -> str:
     return ""
 
 
+def _shape(v: PerfVariant) -> dict[str, Any]:
+    """Kept size, expansion ratio and parameters of a lone MLP block's model shape at its
+    level, from the config arithmetic (no model was built)."""
+    try:
+        config = SimpleNamespace(**get_model_spec(v.model).architecture)
+    except (KeyError, ValueError):
+        return {}
+    row = expansion_table(config, [float(v.pct)], round_to=v.round_to)[0]
+    return {"intermediate_size": row["intermediate_size"],
+            "expansion_ratio": row["expansion_ratio"], "params": row["total_params"]}
+
+
+def _record(v: PerfVariant, judged: dict[str, Any], verdict: Verdict | None,
+            shape: dict[str, Any]) -> Record:
+    """The results record of a judged row or a side number (``judged`` is its flat dict)."""
+    extra = {k: x for k, x in judged.items() if k not in _FIELDS and k != "ideal_speedup"}
+    fields = {"intermediate_size": judged.get("intermediate_size"), **shape}
+    if verdict is not None:  # speed records carry no bound (the tolerance is run-wide)
+        verdict = replace(verdict, bound=None)
+    return Record.of(v.id, judged["benchmark"], judged["metric"], judged["value"],
+                     kind=judged["kind"], verdict=verdict, extra=extra, unit=judged["unit"],
+                     direction=judged["direction"], ideal=judged.get("ideal_speedup"),
+                     test=judged.get("test"), **fields)
+
+
 @dataclass
 class PerfContext:
     """Session state of the latency/energy tests: settings, models, baselines, references."""
 
     settings: PerfSettings
     models: PerfModels
-    baselines: PerfBaselines
+    baselines: SpeedBaselines
     references: dict[tuple[Any, ...], float] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)  # judged records, in run order
     notes: list[str] = field(default_factory=list)  # run-wide warnings (GPU shared, ...)
     energy: Any = None  # glu_prune.performance.energy.EnergyMeter when NVML has this GPU
     energy_unavailable: str = "no NVIDIA GPU/NVML"
+    verdicts: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
 
     def finish(self, row: Row, built: PerfModel | PerfVariant, benchmark: Any,
                node: Any) -> dict[str, Any]:
@@ -57,35 +82,52 @@ class PerfContext:
 
         The speedup is the paired one when the row has it; ``speedup_separate`` is the
         ratio to the unpruned model's own test, measured apart (kept to show the
-        difference). Returns the judged record.
+        difference). Returns the judged row as a flat dict.
         """
         v = built.variant if isinstance(built, PerfModel) else built
+        verdict = self._verdict(v, row)
+        judged = self._judged(v, row, built, verdict, node)
+        # The judged row and the side numbers, so --benchmark-json alone can rebuild tables.
+        benchmark.extra_info.update({**judged, "extra": dict(row.extra)})
+        shape = {} if isinstance(built, PerfModel) else _shape(v)
+        records = [_record(v, judged, verdict, shape)]
+        context = self._context(built, row, node)
+        for name, value in row.extra.items():
+            unit = _unit_of(name)  # side numbers with a unit: shown, not judged
+            if unit and isinstance(value, (int, float)) and not isinstance(value, bool):
+                side = {"metric": name, "value": value, "unit": unit, "variant": v.slug,
+                        "benchmark": row.benchmark, "baseline": None, "verdict": None,
+                        "direction": "higher" if unit.endswith("/s") else "lower", **context}
+                records.append(_record(v, side, None, shape))
+        emit(node, *records)
+        self.records.append(judged)
+        self.verdicts[(v.key, row.benchmark, row.metric)] = verdict
+        return judged
+
+    def _verdict(self, v: PerfVariant, row: Row) -> Verdict:
+        """The row's verdict against this device's baselines (pinned, with the update flag)."""
+        direction = "higher" if row.higher_is_better else "lower"
+        kind = "energy" if row.benchmark.startswith("energy") else "latency"
+        check = Check(Subject(v.model, v.key, row.benchmark, row.metric),
+                      MetricValue(float(row.value), None, None), kind, direction, row.unit)
+        b = self.baselines
+        return judge([check], b, b.tolerance, update=b.update, source=b.source)[0]
+
+    def _judged(self, v: PerfVariant, row: Row, built: PerfModel | PerfVariant,
+                verdict: Verdict, node: Any) -> dict[str, Any]:
+        """The flat judged row (``benchmark.extra_info``, the latency tests' ``record``)."""
         separate = self._separate_speedup(v, row)
         speed = row.paired.fields() if row.paired is not None else {
             "speedup": separate, "speedup_paired": False}
         efficiency = (speed["speedup"] / row.ideal_speedup
                       if speed["speedup"] and row.ideal_speedup else None)
-        baseline, verdict = self.baselines.check(v.key, row.benchmark, row.metric, row.value,
-                                                 row.unit, higher_is_better=row.higher_is_better)
-        context = self._context(built, row, node)
-        record = make_record(variant=v.slug, benchmark=row.benchmark, metric=row.metric,
-                             value=row.value, unit=row.unit, baseline=baseline, verdict=verdict,
-                             direction="higher" if row.higher_is_better else "lower",
-                             **row.spread, **speed, speedup_separate=separate,
-                             ideal_speedup=row.ideal_speedup, efficiency=efficiency,
-                             notes="; ".join(self.notes) or None, **context)
-        # The judged record and the side numbers, so --benchmark-json alone can rebuild tables.
-        benchmark.extra_info.update({**record, "extra": dict(row.extra)})
-        emit_record(node, record)
-        self.records.append(record)
-        for name, value in row.extra.items():
-            unit = _unit_of(name)  # side numbers with a unit: shown, not judged
-            if unit and isinstance(value, (int, float)) and not isinstance(value, bool):
-                emit_record(node, make_record(
-                    variant=v.slug, benchmark=row.benchmark, metric=name, value=value,
-                    unit=unit, direction="higher" if unit.endswith("/s") else "lower",
-                    **context))
-        return record
+        shown = verdict.detail if verdict.outcome == "no baseline" else verdict.outcome
+        return {"metric": row.metric, "value": row.value, "unit": row.unit, "variant": v.slug,
+                "benchmark": row.benchmark, "baseline": verdict.baseline, "verdict": shown,
+                "direction": "higher" if row.higher_is_better else "lower",
+                **row.spread, **speed, "speedup_separate": separate,
+                "ideal_speedup": row.ideal_speedup, "efficiency": efficiency,
+                "notes": "; ".join(self.notes) or None, **self._context(built, row, node)}
 
     def _separate_speedup(self, v: PerfVariant, row: Row) -> float | None:
         """Speedup over the unpruned model's own test earlier in this run (measured apart:
@@ -120,21 +162,11 @@ class PerfContext:
         return next((r for r in self.records if r["key"] == variant.key
                      and r["benchmark"] == benchmark), None)
 
-    def failure(self, record: dict[str, Any]) -> str | None:
-        """Why this judged record fails its test (regression, or freshly pinned), else None."""
-        b = self.baselines
-        where = f"{b.path} (device {b.device.name}, {b.device.dtype})"
-        head = (f"{record['variant']} {record['benchmark']} {record['metric']} = "
-                f"{record['value']:.6g} {record['unit']}")
-        if record["verdict"] == "regression":
-            return (f"{head} regressed beyond {b.tolerance:.0%} of its baseline "
-                    f"{record['baseline']:.6g} in {where}; if the change is expected, re-pin "
-                    f"with --glu-update-baselines and review the diff")
-        if record["verdict"] == "pinned":
-            old = "none" if record["baseline"] is None else f"{record['baseline']:.6g}"
-            return (f"baseline pinned (--glu-update-baselines): {head} (was {old}) in {where}; "
-                    f"review the diff (git diff) and rerun without the flag")
-        return None
+    def failure(self, judged: dict[str, Any]) -> str | None:
+        """The verdict's message when this judged row fails its test (a regression, or
+        freshly pinned), else None."""
+        verdict = self.verdicts.get((judged["key"], judged["benchmark"], judged["metric"]))
+        return verdict.message() if verdict is not None and verdict.failed else None
 
 
 # ---------------------------------------------------------------- tables
@@ -151,16 +183,12 @@ def _cell(x: Any) -> Any:
 
 def markdown_table(records: Sequence[dict[str, Any]]) -> str:
     """Judged perf records as a GitHub markdown table (spread, speedup and its interval)."""
-    from tabulate import tabulate
-
     rows = [[_cell(r.get(c)) for c in TABLE_COLUMNS] for r in records]
     return tabulate(rows, headers=list(TABLE_COLUMNS), tablefmt="github")
 
 
 def records_from_benchmark_json(path: str | Path) -> list[dict[str, Any]]:
     """The judged records kept in a ``--benchmark-json`` file's ``extra_info``."""
-    import json
-
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return [b["extra_info"] for b in data.get("benchmarks", [])
             if "metric" in b.get("extra_info", {})]
@@ -178,7 +206,7 @@ def summary_lines(ctx: PerfContext) -> list[str]:
         lines.append(f"{b.reason} ({b.device.name}, {s.dtype}): numbers recorded, not "
                      f"compared; pin them with --glu-update-baselines")
     else:
-        lines.append(f"compared with {b.path} (tolerance {b.tolerance:.0%})")
+        lines.append(f"compared with {b.path} (tolerance {b.tolerance.speed_rel:.0%})")
     lines.append(f"speedup: median of paired rounds (unpruned and pruned alternating), "
                  f"{CONFIDENCE:.0%} interval of the median in speedup_low..speedup_high")
     lines += [f"note: {n}" for n in ctx.notes]

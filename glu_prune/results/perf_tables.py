@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from glu_prune.results.report import (ARROWS, MARKS, NO_RUNS, Record, Runs, Table, columns_of,
-                                      fmt_number, fmt_value, row_label, several_methods,
-                                      variant_key)
-from glu_prune.results.record_io import PERF_KINDS, sort_records
+from glu_prune.results.analysis import columns_of, several_methods, variant_key
+from glu_prune.results.format import ARROWS, MARKS, Table, fmt_number, fmt_value
+from glu_prune.results.lookup import sort_records
+from glu_prune.results.record import SPEED_KINDS, Record
+from glu_prune.results.tables import NO_RUNS, Runs, row_label
 
 PERF_LEGEND = ("Speedup vs p0 = median over paired rounds of (unpruned time / pruned time), "
                "the two alternating in one benchmark session; [low-high] = its 95 % "
@@ -28,7 +29,7 @@ PERF_LEGEND = ("Speedup vs p0 = median over paired rounds of (unpruned time / pr
 def perf_records(records: Sequence[Record]) -> list[Record]:
     """Speed and energy records worth a row: the judged metrics (the rest, e.g. p90 and
     idle power, stay in results.json), or all of them when none is judged."""
-    recs = [r for r in records if r.kind in PERF_KINDS]
+    recs = [r for r in records if r.kind in SPEED_KINDS]
     judged = {(r.benchmark, r.metric) for r in recs if r.judged}
     return [r for r in recs if (r.benchmark, r.metric) in judged] if judged else recs
 

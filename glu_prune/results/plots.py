@@ -16,10 +16,11 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from glu_prune.results.report import (Record, benchmark_changes, by_model, chance_benchmarks,
-                                      group_means)
-from glu_prune.results.record_io import architecture, benchmark_key, sort_records
+from glu_prune.results.analysis import (benchmark_changes, by_model, chance_benchmarks,
+                                        group_means)
+from glu_prune.results.lookup import architecture, benchmark_key, sort_records
 from glu_prune.results.perf_tables import measured_on, perf_records, speedup_of
+from glu_prune.results.record import Record
 
 LOG = logging.getLogger(__name__)
 

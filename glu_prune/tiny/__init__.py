@@ -37,11 +37,6 @@ CHANCE: dict[str, float] = {
     "leaderboard_musr": 1 / 3}
 
 
-def tasks_dir() -> Path:
-    """Folder of the twin lm-eval tasks (pass as ``TaskManager(include_path=...)``)."""
-    return TASKS_DIR
-
-
 __all__ = ["TINY_CONFIG", "TASKS_DIR", "MODEL_DIRS", "TWIN_TASKS", "BASE_BENCHMARKS",
            "INSTRUCT_BENCHMARKS", "TWIN_SIZES",
-           "CHANCE", "tasks_dir"]
+           "CHANCE"]

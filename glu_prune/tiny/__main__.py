@@ -7,6 +7,11 @@ import logging
 import time
 from pathlib import Path
 
+from glu_prune.console import quiet_libraries
+from glu_prune.tiny.twins import write_twins
+from glu_prune.tools.tiny_compare import compare_methods, full_report
+from glu_prune.tools.tiny_train import train_all
+
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point of the tiny world."""
@@ -27,25 +32,18 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("glu_prune.tiny")
 
     if args.cmd in ("train", "write-twins"):
-        from glu_prune.tiny.twins import write_twins
-
         write_twins()
     if args.cmd == "train":
-        from glu_prune.tools.tiny_train import train_all
-
         t0 = time.time()
         times = train_all(args.out, steps=args.steps, n_docs=args.docs)
         log.info("stages (minutes): %s; total %.1f min", times, (time.time() - t0) / 60)
     elif args.cmd == "compare-methods":
-        from glu_prune.tools.tiny_compare import compare_methods
-
-        table = compare_methods(pcts=args.pcts)
+        with quiet_libraries():  # lm-eval's bars and INFO lines for each of the 3 twins per run
+            table = compare_methods(pcts=args.pcts)
         log.info("method comparison:\n%s", table)
         if args.out:
             args.out.write_text(table + "\n")
     elif args.cmd == "report":
-        from glu_prune.tools.tiny_compare import full_report
-
         text = full_report()
         log.info("report:\n%s", text)
         if args.out:

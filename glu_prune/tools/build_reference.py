@@ -1,8 +1,7 @@
 """Build the real models' baseline files from the published study's result files.
 
-``python -m glu_prune.tools.build_reference [--reference DIR] [--out DIR]`` (also reachable as
-``python -m glu_prune.judging.quality build-reference``). The study renamed lm-eval's metric
-keys and dropped most stderrs; this maps the names back and fills a binomial stderr
+``python -m glu_prune.tools.build_reference [--reference DIR] [--out DIR]``. The study renamed
+lm-eval's metric keys and dropped most stderrs; this maps the names back and fills a binomial stderr
 ``sqrt(p(1-p)/n)`` (n = the task's test-set size) where one is missing.
 """
 
@@ -15,8 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from glu_prune.judging.quality import FORMAT, baseline_path, dump, validate
 from glu_prune.catalog.benchmarks import Benchmark, benchmarks_for
+from glu_prune.core.variants import variant_slug
+from glu_prune.judging.quality_store import FORMAT, baseline_path, dump, validate
 
 LOG = logging.getLogger(__name__)
 
@@ -71,8 +71,6 @@ def _metric_entry(b: Benchmark, key: str, raw: dict[str, Any]) -> dict[str, Any]
 
 def build_model(model: str, study: dict[str, Any], file_name: str) -> dict[str, Any]:
     """The baseline file content for ``model`` from one study result file."""
-    from glu_prune.core.variants import variant_slug
-
     benches = {b.name: b for b in benchmarks_for(model)}
     shots = {e["name"]: int(e["num_fewshot"]) for e in study["benchmarks"]}
     settings = {}
@@ -128,7 +126,9 @@ def build_reference(reference_dir: str | Path, out_dir: str | Path) -> list[Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m glu_prune.tools.build_reference", description=__doc__)
+    """Command line: build every real model's baseline file."""
+    ap = argparse.ArgumentParser(prog="python -m glu_prune.tools.build_reference",
+                                 description=__doc__)
     ap.add_argument("--reference", default="../shared/reference",
                     help="folder of the study's result files (default: ../shared/reference)")
     ap.add_argument("--out", default="baselines", help="baseline folder (default: baselines)")

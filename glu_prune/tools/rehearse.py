@@ -1,7 +1,7 @@
 """Dress rehearsal of a real run: every real benchmark of a model, on fixture rows.
 
 Runs lm-eval's real task definitions through the suite's own evaluation
-(:func:`glu_prune.evaluation.harness.evaluate_variant`) with the datasets served from fixture rows,
+(:func:`glu_prune.evaluation.runner.evaluate_variant`) with the datasets served from fixture rows,
 so a new machine shows in minutes whether the whole path works (lm-eval version, task
 configs, ifeval's packages and nltk data, the model on its device) before GPU hours are
 spent on the real test sets. Scores on fixture rows mean nothing; that they exist does.
@@ -16,9 +16,12 @@ import logging
 from dataclasses import replace
 from typing import Any, Sequence
 
+from tabulate import tabulate
+
 from glu_prune.catalog.benchmarks import REAL_BENCHMARKS, Benchmark, benchmarks_for
-from glu_prune.evaluation.harness import EvalSettings, VariantEvaluation, evaluate_variant
-from glu_prune.evaluation.preflight import PreflightError, check_ifeval_resources
+from glu_prune.core.loading import WeightsUnavailable, load_model
+from glu_prune.evaluation import (EvalSettings, PreflightError, VariantEvaluation,
+                                  check_ifeval_resources, evaluate_variant)
 from glu_prune.task_fixtures import serve_fixtures
 
 LOG = logging.getLogger(__name__)
@@ -127,10 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit status: 0 every benchmark reported; 1 some failed (each logged with its cause);
     2 nothing ran (a bad argument, ifeval's resources or the model's weights missing).
     """
-    from tabulate import tabulate
-
-    from glu_prune.core.loading import WeightsUnavailable, load_model
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

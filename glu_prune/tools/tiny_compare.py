@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import logging
 
+import torch
+from tabulate import tabulate
 from tqdm import tqdm
+from transformers import AutoTokenizer
+
+from glu_prune import tiny
+from glu_prune.catalog.benchmarks import benchmarks_for, get_benchmark
+from glu_prune.core.loading import load_model
+from glu_prune.core.prune import prune_glu_mlp
+from glu_prune.evaluation import EvalSettings, evaluate_variant
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +33,6 @@ COLUMNS: dict[str, tuple[str, str]] = {  # column -> (benchmark, metric key)
 def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
                    model_name: str = "tiny-llama") -> dict[str, dict[str, float]]:
     """Metrics of the named twins on an in-memory model: {benchmark: {metric key: value}}."""
-    from glu_prune.catalog.benchmarks import get_benchmark
-    from glu_prune.evaluation.harness import EvalSettings, evaluate_variant
-
     benches = [get_benchmark(model_name, n) for n in names]
     ev = evaluate_variant(model, tokenizer, "tiny-compare", benches, EvalSettings(), cache=None,
                           progress=log.debug)
@@ -37,12 +43,6 @@ def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
 def compare_methods(pcts: list[int] | tuple[int, ...] = (10, 30),
                     methods: tuple[str, ...] = METHODS) -> str:
     """Markdown table: unpruned row, then every method at every level."""
-    import torch
-    from tabulate import tabulate
-
-    from glu_prune import prune_glu_mlp
-    from glu_prune.core.loading import load_model
-
     torch.set_num_threads(2)
     rows = []
     runs = [("none", 0)] + [(m, p) for p in pcts for m in methods]
@@ -64,11 +64,6 @@ def _metrics(model, tok) -> dict[str, float]:
 
 def maw_sweep(levels: tuple[int, ...] = (0, 10, 20, 30, 40, 50, 60)) -> list[tuple[int, float]]:
     """(pct, wikitext-twin word perplexity) for MAW pruning at each level."""
-    import torch
-
-    from glu_prune import prune_glu_mlp
-    from glu_prune.core.loading import load_model
-
     out = []
     for pct in tqdm(levels, desc="maw sweep"):
         model, tok = load_model("tiny-llama", dtype=torch.float32, device="cpu")
@@ -80,14 +75,6 @@ def maw_sweep(levels: tuple[int, ...] = (0, 10, 20, 30, 40, 50, 60)) -> list[tup
 
 def full_report() -> str:
     """Markdown with every number the README states about the embedded model."""
-    import torch
-    from tabulate import tabulate
-    from transformers import AutoTokenizer
-
-    from glu_prune import tiny
-    from glu_prune.catalog.benchmarks import benchmarks_for
-    from glu_prune.core.loading import load_model
-
     torch.set_num_threads(2)
     parts = []
     for name in ("tiny-llama", "tiny-llama-instruct"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from tqdm import tqdm
 
 from glu_prune.tiny import MODEL_DIRS, corpus
 from glu_prune.tiny.config import EOS_ID, EOT_ID, TINY_CONFIG
+from glu_prune.tiny.tokenizer import train_tokenizer
+from glu_prune.tiny.world import CITIES, make_people
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +110,6 @@ def mask_names(texts: list[str]) -> list[str]:
     perfectly. Unseen by the tokenizer, names split into frequent sub-word pieces, as rare
     names do in real tokenizers.
     """
-    import re
-
-    from glu_prune.tiny.world import CITIES, make_people
-
     names = sorted([p.name for p in make_people()] + CITIES, key=len, reverse=True)
     pat = re.compile(r"\b(" + "|".join(names) + r")\b", re.IGNORECASE)
     return [pat.sub("someone", t) for t in texts]
@@ -122,8 +121,6 @@ def train_all(out: Path | None = None, steps: int = 1400, n_docs: int = 200_000,
     """Build corpus, tokenizer, base model and instruct model; returns minutes per stage."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from glu_prune.tiny.tokenizer import train_tokenizer
 
     torch.set_num_threads(2)
     torch.manual_seed(seed)

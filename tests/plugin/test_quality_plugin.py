@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from glu_prune.evaluation.harness import MetricValue
+from glu_prune.evaluation import MetricValue
+from glu_prune.judging import QualityBaselines
 
 
 # ---------------------------------------------------------------- the pytest glue (pytester)
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import glu_prune.plugin.quality as se
-from glu_prune.evaluation.harness import BenchResult, MetricValue, VariantRunner, run_settings
+from glu_prune.evaluation import BenchResult, MetricValue, VariantRunner, run_settings
+from glu_prune.plugin.session import session_of
 
 CALLS = []
 
@@ -41,14 +42,14 @@ RESIDENT = []  # at each test's start: the variant whose runner (model, HFLM) is
 
 
 def pytest_runtest_setup(item):
-    runner = se.session_of(item.config).runner
+    runner = session_of(item.config).quality.runner
     RESIDENT.append(runner.slug if runner else None)
 
 
 def pytest_sessionfinish(session):
     root = Path(str(session.config.rootpath))
     root.joinpath("calls.json").write_text(json.dumps(CALLS))
-    runner = se.session_of(session.config).runner
+    runner = session_of(session.config).quality.runner
     root.joinpath("resident.json").write_text(json.dumps(RESIDENT + [runner and runner.slug]))
 '''
 TEST = '''
@@ -108,9 +109,10 @@ def test_suite_passes_then_a_planted_regression_fails_with_the_full_message(suit
     bad = _run(suite, {"acc,none": 0.45})
     bad.assert_outcomes(failed=1, passed=1)  # piqa's baseline is 0.5: 0.45 is within bound
     bad.stdout.fnmatch_lines([(
-        f"*tiny-llama / {P40} / mmlu / acc,none regressed: baseline 0.6000 ± 0.0200 (n=150), "
+        f"*tiny-llama / {P40} / mmlu / acc,none regression: baseline 0.6000 ± 0.0200 (n=150), "
         f"measured 0.4500 ± 0.0200 (n=150); worse by 0.1500 vs bound 0.0566 = max(abs_floor "
-        f"0.01, z 2 × sqrt(0.0200² + 0.0200²))*tiny-llama.json*")])
+        f"0.01, z 2 × sqrt(0.0200² + 0.0200²)) [[]baseline file *tiny-llama.json]; if the change "
+        f"is expected, re-pin with --glu-update-baselines and review the diff")])
 
 
 def test_suite_fails_on_a_settings_mismatch_naming_it(suite):
@@ -123,7 +125,9 @@ def test_update_rewrites_measured_values_and_still_fails(suite):
     path = suite.path / "baselines" / "tiny-llama.json"
     res = _run(suite, {"acc,none": 0.61}, "--glu-update-baselines", "-k", "mmlu")
     res.assert_outcomes(failed=1)
-    res.stdout.fnmatch_lines(["*baseline updated (--glu-update-baselines)*acc,none: 0.6 -> 0.61*"])
+    res.stdout.fnmatch_lines([
+        f"*baseline pinned (--glu-update-baselines): tiny-llama / {P40} / mmlu / acc,none: "
+        f"0.6 -> 0.61 in *tiny-llama.json; review the diff (git diff) and rerun without the flag"])
     data = json.loads(path.read_text())
     assert data["results"][P40]["mmlu"]["acc,none"] == {"value": 0.61, "stderr": 0.02, "n": 150}
     assert data["results"][P40]["piqa"]["acc,none"]["value"] == 0.5
@@ -133,7 +137,8 @@ def test_update_rewrites_measured_values_and_still_fails(suite):
 def test_no_entry_skips_with_the_reason_and_a_corrupt_file_fails(suite):
     res = _run(suite, {}, "--glu-levels", "10")
     res.assert_outcomes(skipped=2)
-    res.stdout.fnmatch_lines(["*no baseline for tiny-llama-maw-p10 / mmlu in *tiny-llama.json*"])
+    res.stdout.fnmatch_lines(["*no baseline for tiny-llama-maw-p10 / mmlu in *tiny-llama.json "
+                              "(not pinned yet); pin one with --glu-update-baselines and review the diff"])
     (suite.path / "baselines" / "tiny-llama.json").write_text("{oops")
     bad = _run(suite, {})
     bad.assert_outcomes(failed=2)
@@ -179,22 +184,20 @@ def test_with_a_limit_the_sample_count_is_not_checked_again(suite):
 
 
 def test_settings_mismatch_names_both_counts_only_without_a_limit(tmp_path):
-    from glu_prune.judging.quality import load_baseline, settings_mismatch
-
     path = tmp_path / "tiny-llama.json"
     path.write_text(json.dumps({
         "format": 1, "model": "tiny-llama", "provenance": {}, "settings": {},
         "benchmarks": {"mmlu": {"task": "glu_tiny_mmlu", "num_fewshot": 5, "limit": None,
                                 "chat_template": False}},
         "results": {P40: {"mmlu": {"acc,none": {"value": 0.6, "stderr": 0.02, "n": 150}}}}}))
-    bf = load_baseline(path)
+    bf = QualityBaselines.load(tmp_path, "tiny-llama")
     run = {"task": "glu_tiny_mmlu", "num_fewshot": 5, "limit": None, "chat_template": False}
     base = bf.entry(P40, "mmlu")
     same = {"acc,none": MetricValue(0.1, 0.02, 150)}
     other = {"acc,none": MetricValue(0.6, 0.02, 146)}
-    assert settings_mismatch(bf, "mmlu", run, base, same, P40) == []
-    assert settings_mismatch(bf, "mmlu", run, base, other, P40) == [(
+    assert bf.settings_mismatch("mmlu", run, base, same, P40) == []
+    assert bf.settings_mismatch("mmlu", run, base, other, P40) == [(
         f"n (samples) of acc,none: baseline 150 ({path} results.{P40}.mmlu.acc,none.n), "
         f"this run 146 with no limit: a different data set or revision of glu_tiny_mmlu")]
-    assert settings_mismatch(bf, "mmlu", {**run, "limit": 146}, base, other, P40) == [
+    assert bf.settings_mismatch("mmlu", {**run, "limit": 146}, base, other, P40) == [
         f"limit: baseline null ({path} benchmarks.mmlu.limit), this run 146"]

@@ -10,7 +10,6 @@ import pytest
 
 from glu_prune.cli import main
 
-
 # A fake suite: fixed numbers, no model loading. Tests are written in reverse registry and
 # level order, so the table's order has to come from the plugin, not from the run order.
 FAKE_SUITE = '''
@@ -30,26 +29,25 @@ def test_quality(glu_record, bench, pct):
     metric, kind, values = VALUES[bench]
     value = values[[0, 10, 40].index(pct)]
     verdict = "regression" if (bench, pct) == ("mmlu", 40) else "ok"
-    glu_record(variant=f"tiny-llama-maw-p{pct}", benchmark=bench, metric=metric,
+    glu_record(model="tiny-llama", pct=pct, benchmark=bench, metric=metric,
                kind=kind, value=value, stderr=0.01, baseline=value, verdict=verdict)
     if verdict == "regression":
         pytest.fail("mmlu regressed")
 
 
 @pytest.mark.parametrize("pct", LEVELS, ids=lambda p: f"p{p}")
-def test_eval_shape(request, pct):
-    # what the eval suite appends directly, under its own key
-    request.node.user_properties.append(("glu_eval", {
-        "model": "tiny-llama", "variant": f"tiny-llama-maw-p{pct}", "benchmark": "piqa",
-        "metric": "acc,none", "kind": "accuracy", "direction": "higher",
-        "measured": 0.6 - pct / 1000, "measured_stderr": 0.02, "outcome": "ok",
-        "baseline": 0.6, "group": "fragile"}))
+def test_eval_shape(glu_record, pct):
+    # what the eval suite records: schema names, group and direction given
+    glu_record(model="tiny-llama", pct=pct, benchmark="piqa", metric="acc,none",
+               kind="accuracy", direction="higher", value=0.6 - pct / 1000, stderr=0.02,
+               verdict="ok", baseline=0.6, group="fragile")
 
 
 @pytest.mark.parametrize("pct", LEVELS, ids=lambda p: f"p{p}")
 def test_speed(glu_record, pct):
-    glu_record(variant=f"tiny-llama-maw-p{pct}", benchmark="ttft@128", metric="median_s",
-               value=0.02 * (1 - pct / 200), unit="s", verdict="ok", ideal=1 + pct / 100)
+    glu_record(model="tiny-llama", pct=pct, benchmark="ttft@128", metric="median_s",
+               kind="latency", direction="lower", value=0.02 * (1 - pct / 200), unit="s",
+               verdict="ok", ideal=1 + pct / 100)
     pytest.skip("records of skipped tests are kept")
 '''
 
@@ -220,8 +218,10 @@ def test_fill(glu_record, variant, variant_id):
 
 def test_reject(glu_record):
     with pytest.raises(ValueError, match="verdict must be one of"):
-        glu_record(variant="tiny-llama-maw-p0", benchmark="b", metric="m", value=1,
+        glu_record(model="tiny-llama", pct=0, benchmark="b", metric="m", value=1,
                    verdict="great")
+    with pytest.raises(ValueError, match="model=, method= .default maw., pct=, round_to="):
+        glu_record(variant="tiny-llama-maw-p0", benchmark="b", metric="m", value=1)
 ''')
     result = run_inline(pytester, "--glu-models", "tiny-llama", "--glu-levels", "0,40",
                         "--glu-report", "out")
@@ -337,7 +337,7 @@ def test_results_that_cannot_be_written_at_the_end_fail_the_run(pytester: pytest
     pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
     pytester.makepyfile(test_one='''
 def test_one(glu_record):
-    glu_record(variant="tiny-llama-maw-p0", benchmark="mmlu", metric="acc,none", value=0.5)
+    glu_record(model="tiny-llama", pct=0, benchmark="mmlu", metric="acc,none", value=0.5)
 ''')
     (pytester.path / "results" / "results.json").mkdir(parents=True)  # in the way
     result = run_inline(pytester)

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from glu_prune.plugin import LoadgroupGuard
+from glu_prune.plugin.variants import LoadgroupGuard
 from glu_prune.plugin.results import plain_nodeid
 
 # three tests per variant; each writes "<variant> <worker>" to a file of its own

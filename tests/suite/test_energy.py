@@ -9,11 +9,12 @@ Without an NVML GPU every test skips, before any model is built.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from glu_prune.performance.energy import joules_per_token, sharing_warning
+from glu_prune.performance.energy import MIN_WINDOW_S, joules_per_token, sharing_warning
 from glu_prune.performance.stats import Row
 from glu_prune.performance.timing import decode, prefill, random_prompt, start_decode
 from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
@@ -25,6 +26,17 @@ def _measure(benchmark: Any, meter: Any, workload: Any) -> Any:
     """One energy window, run through pytest-benchmark so --benchmark-only selects it."""
     workload()  # warm-up outside the window (allocator, kernels' first launch)
     return benchmark.pedantic(meter.measure, args=(workload,), rounds=1, warmup_rounds=0)
+
+
+def _check_window(window: Any, e: dict[str, Any], idle: float) -> None:
+    """What every energy window must show: long enough for the counter, a positive finite
+    energy and power, and less energy above idle than in all."""
+    assert window.seconds >= MIN_WINDOW_S, f"window of {window.seconds} s < {MIN_WINDOW_S} s"
+    assert window.calls >= 1, window
+    assert math.isfinite(window.joules) and window.joules > 0, window
+    assert e["j_per_token"] > 0 and e["avg_power_w"] > 0, e
+    if idle > 0:
+        assert e["j_per_token_net"] < e["j_per_token"], (e, idle)
 
 
 def _finish(ctx: Any, row: Row, built: Any, meter: Any, idle: float, window: Any,
@@ -46,6 +58,7 @@ def test_prefill_energy(energy_meter, perf_model, prompt_len, perf_context, benc
     benchmark.group = f"energy-prefill@{prompt_len} {perf_model.variant.model}"
     window = _measure(benchmark, meter, lambda: prefill(perf_model.model, ids))
     e = joules_per_token(window, prompt_len, idle)
+    _check_window(window, e, idle)
     n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
     row = Row(f"energy-prefill@{prompt_len}", "prefill_j_per_token", e["j_per_token"], "J/tok",
               ideal_speedup=ideal_prefill_speedup(cfg, n, k, prompt_len),
@@ -65,6 +78,7 @@ def test_decode_energy(energy_meter, perf_model, perf_context, benchmark, reques
     benchmark.group = f"energy-decode {perf_model.variant.model}"
     window = _measure(benchmark, meter, lambda: decode(*start.fresh(), steps))
     e = joules_per_token(window, steps, idle)
+    _check_window(window, e, idle)
     n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
     row = Row("energy-decode", "decode_j_per_token", e["j_per_token"], "J/tok",
               ideal_speedup=ideal_decode_speedup(cfg, n, k),

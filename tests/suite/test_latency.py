@@ -8,6 +8,7 @@ against the config's ideal.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from glu_prune.performance.timing import (decode, fixed_length_config, generate,
                                           mlp_block_size, prefill, random_prompt, run_block,
                                           start_decode)
 from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
-from glu_prune.judging.speed import prefill_efficiency_floor
+from glu_prune.judging import prefill_efficiency_floor
 
 pytestmark = pytest.mark.latency
 
@@ -152,11 +153,19 @@ def test_mlp_block(mlp_variant, perf_context, benchmark, request):
         run_block, (mlp_block(hidden, n, s.torch_dtype, s.device), x))
     benchmark.group = f"mlp@T{MLP_BLOCK_TOKENS} {mlp_variant.model}"
     # At least the whole-model rounds: the block is cheap and the ratios are the point.
+    rounds = max(s.rounds, 9)
     _, speedup = run_paired(benchmark, Call(run_block, (block, x)), ref,
-                            rounds=max(s.rounds, 9), warmup=max(s.warmup, 1))
+                            rounds=rounds, warmup=max(s.warmup, 1))
     st = _stats(benchmark)
+    assert st["median_s"] > 0 and st["q1_s"] <= st["median_s"] <= st["q3_s"], st
+    assert st["rounds"] == rounds, f"{st['rounds']} rounds timed, {rounds} asked for"
+    if ref is not None:  # a pruned block: one paired ratio per timed round
+        assert speedup is not None and len(speedup.ratios) == rounds, speedup
     row = Row(f"mlp@T{MLP_BLOCK_TOKENS}", "mlp_median_s", st["median_s"], "s",
               ideal_speedup=n / k, spread=spread(st), paired=speedup,
               conditions={"prompt_len": MLP_BLOCK_TOKENS, "batch": 1, "weights": "random"},
               extra={"mlp_p90_s": st["p90_s"], "intermediate_size": k})
-    _judge(perf_context, row, mlp_variant, benchmark, request)
+    record = _judge(perf_context, row, mlp_variant, benchmark, request)
+    assert record["ideal_speedup"] == n / k
+    efficiency = record["efficiency"]
+    assert efficiency is not None and math.isfinite(efficiency) and efficiency > 0, record

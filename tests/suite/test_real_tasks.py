@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from glu_prune.catalog.benchmarks import REAL_BENCHMARKS, Benchmark
-from glu_prune.evaluation.harness import EvalSettings, VariantEvaluation
+from glu_prune.evaluation import EvalSettings, VariantEvaluation
 from glu_prune.evaluation.preflight import PreflightError, check_ifeval_resources, has_punkt_tab
 from glu_prune.tools.rehearse import real_benchmarks, rehearse
 

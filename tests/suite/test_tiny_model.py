@@ -2,6 +2,7 @@
 
 - above chance at 0 % on the knowledge twins (facts only in the weights) and the
   in-context twins (answer given earlier in the prompt), chance stated per twin;
+- at chance on the two twins it does not learn (mmlu, leaderboard_musr);
 - wikitext-twin perplexity far below a random-weight model of the same shape;
 - MAW pruning 0..60 % raises wikitext-twin perplexity monotonically;
 - the method comparison (study's notebook 00) runs.
@@ -23,10 +24,11 @@ KNOWLEDGE = {"arc_challenge": "acc,none", "truthfulqa_mc1": "acc,none",
              "truthfulqa_mc2": "acc,none", "mmlu": "acc,none", "leaderboard_musr": "acc_norm,none"}
 IN_CONTEXT = {"lambada_openai": "acc,none"}
 # Measured on the shipped model and reported, not hidden: the 1.2 M-parameter model does
-# not learn mmlu's letter-answer mapping (0.27 vs chance 0.25) nor musr's two-hop
-# "who made the bread -> who is the baker" (0.34 vs 1/3).
-NOT_LEARNED = {"mmlu": "letter-answer format not learned (measured 0.27, chance 0.25)",
-               "leaderboard_musr": "two-hop profession->product not learned (measured 0.34, chance 1/3)"}
+# not learn mmlu's letter-answer mapping (0.267 vs chance 0.25, n=150) nor musr's two-hop
+# "who made the bread -> who is the baker" (0.34 vs 1/3, n=150). These twins are held to
+# chance: the test fails if the model learns them (the README's claim is then wrong) or
+# falls below chance (something broke).
+NOT_LEARNED = ("mmlu", "leaderboard_musr")
 PPL = "word_perplexity,none"
 MAW_LEVELS = (0, 10, 20, 30, 40, 50, 60)
 RANDOM_RATIO = 10  # "far below": trained perplexity at least 10x lower than random weights
@@ -57,19 +59,35 @@ def unpruned_scores() -> dict[str, dict[str, float]]:
     return _eval(model, tok, [*KNOWLEDGE, *IN_CONTEXT, "wikitext"])
 
 
-def _above_chance(bench: str, key: str, scores: dict) -> None:
+def _chance_se(bench: str) -> tuple[float, float, int]:
+    """Chance, its binomial standard error at the twin's size, and the size."""
     chance, n = tiny.CHANCE[bench], tiny.TWIN_SIZES[bench]
+    return chance, math.sqrt(chance * (1 - chance) / n), n
+
+
+def _above_chance(bench: str, key: str, scores: dict) -> None:
+    chance, se, n = _chance_se(bench)
     score = scores[bench][key]
-    bar = chance + 3 * math.sqrt(chance * (1 - chance) / n)  # 3 standard errors above chance
+    bar = chance + 3 * se  # 3 standard errors above chance
     assert score > bar, f"{bench} {key} = {score:.3f}, chance {chance:.3f} (n={n}), needs > {bar:.3f}"
 
 
 @pytest.mark.accuracy
-@pytest.mark.parametrize("bench", [
-    pytest.param(b, marks=pytest.mark.xfail(reason=NOT_LEARNED[b], strict=False))
-    if b in NOT_LEARNED else b for b in KNOWLEDGE])
+@pytest.mark.parametrize("bench", [b for b in KNOWLEDGE if b not in NOT_LEARNED])
 def test_knowledge_twins_above_chance(unpruned_scores, bench):
     _above_chance(bench, KNOWLEDGE[bench], unpruned_scores)
+
+
+@pytest.mark.accuracy
+@pytest.mark.parametrize("bench", NOT_LEARNED)
+def test_not_learned_twins_are_at_chance(unpruned_scores, bench):
+    """Within 3 standard errors of chance (measured 0.267 in [0.144, 0.356] for mmlu,
+    0.34 in [0.218, 0.449] for leaderboard_musr, n = 150)."""
+    chance, se, n = _chance_se(bench)
+    score = unpruned_scores[bench][KNOWLEDGE[bench]]
+    low, high = chance - 3 * se, chance + 3 * se
+    assert low <= score <= high, (f"{bench} {KNOWLEDGE[bench]} = {score:.3f}, chance "
+                                  f"{chance:.3f} (n={n}), expected within [{low:.3f}, {high:.3f}]")
 
 
 @pytest.mark.accuracy

@@ -86,7 +86,7 @@ def test_every_registered_model_has_its_set():
 
 
 def test_unknown_names_are_errors_that_list_the_valid_ones():
-    with pytest.raises(KeyError, match="known sets: base, instruct"):
+    with pytest.raises(KeyError, match="unknown benchmark set 'nope'; known: base, instruct"):
         benchmark_set("nope")
     with pytest.raises(KeyError, match="unknown benchmark 'wikitext' for model "
                                        "llama-3.2-1b-instruct; known: leaderboard_musr"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import weakref
 
@@ -11,14 +12,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from glu_prune import load_model, prune_glu_mlp
-from glu_prune.core.calibration import (HUB_DATASETS, CalibrationSettings, HubDataset, LayerStats,
-                                        TextFile, Texts, TinyCorpus, calibration_batches,
-                                        calibration_tokens, collect_stats, settings_for,
-                                        source_from_name)
-from glu_prune.core.compensate import add_bias_compensation
-from glu_prune.core.importance import CALIBRATED_SCORERS, score
-from glu_prune.core.prune import glu_mlps, select_kept, slice_mlp
 from glu_prune.core.arithmetic import kept_count
+from glu_prune.core.calibration import LayerStats, calibrate, collect_stats
+from glu_prune.core.calibration_data import (HUB_DATASETS, CalibrationSettings, HubDataset,
+                                             TextFile, Texts, TinyCorpus, calibration_batches,
+                                             calibration_tokens, settings_for, source_from_name)
+from glu_prune.core.compensate import add_bias_compensation
+from glu_prune.core.importance import BIAS_COMPENSATED, CALIBRATED_SCORERS, score
+from glu_prune.core.prune import glu_mlps, select_kept
 from glu_prune.tiny import MODEL_DIRS
 
 ATOL = RTOL = 1e-5  # fp32, as the suite's pruned == zeroed invariant
@@ -296,24 +297,97 @@ def test_non_finite_activations_name_the_layer(tiny, bad):
 def test_pruning_by_a_data_method_without_data_leaves_the_model_unchanged(tiny, method):
     model = copy.deepcopy(tiny[0])
     before, config = _snapshot(model), model.config.to_dict()
-    with pytest.raises(ValueError, match=f"'{method}' is calibration-based and needs"):
+    with pytest.raises(ValueError, match=f"'{method}' is calibration-based and needs "
+                                         f"calibration statistics: pass stats="):
         prune_glu_mlp(model, pct=40, method=method)
     _assert_unchanged(model, before, config)
 
 
+# ---------------------------------------------------------------- pruning with statistics
+
+
+@pytest.fixture(scope="module")
+def tiny_stats(tiny):
+    """The tiny model's statistics on the tiny corpus, through calibrate (so tagged)."""
+    model, tok = tiny
+    return calibrate(model, tok, _settings(), progress=False)
+
+
+def test_calibrate_tags_the_statistics(tiny, tiny_stats):
+    assert {s.tag for s in tiny_stats} == {_settings().tag}
+    bare = collect_stats(tiny[0], calibration_batches(_settings(), tiny[1]), progress=False)
+    assert all(s.tag is None for s in bare)
+    for a, b in zip(bare, tiny_stats):
+        assert all(torch.equal(x, y) for x, y in zip(a.tensors(), b.tensors()))
+
+
+@pytest.mark.parametrize("method", sorted(CALIBRATED_SCORERS))
+def test_data_methods_prune_end_to_end_keeping_the_top_scores(tiny, tiny_stats, method):
+    model = copy.deepcopy(tiny[0])
+    k = kept_count(512, pct=40)
+    want = [select_kept(score(m, method, stats=s), k)
+            for m, s in zip(glu_mlps(model), tiny_stats)]
+    report = prune_glu_mlp(model, pct=40, method=method, stats=tiny_stats)
+    assert report.kept_indices == [w.tolist() for w in want]
+    assert (report.intermediate_size_after, model.config.intermediate_size) == (k, k)
+    assert all(m.gate_proj.out_features == m.down_proj.in_features == k for m in glu_mlps(model))
+    assert report.compensated == (method in BIAS_COMPENSATED) == (method == "flap")
+    assert report.calibration == _settings().tag
+    assert model.config.to_dict().get("mlp_bias", False) == report.compensated
+    d = report.to_dict(with_indices=False)
+    assert d["calibration"] == _settings().tag and d.get("compensated", False) == report.compensated
+    assert torch.isfinite(_logits(model, torch.arange(1, 17)[None])).all()
+
+
+def test_weight_only_report_reads_as_before(tiny):
+    report = prune_glu_mlp(copy.deepcopy(tiny[0]), pct=40, method="maw")
+    assert (report.compensated, report.calibration) == (False, None)
+    assert "compensated" not in report.to_dict() and "calibration" not in report.to_dict()
+
+
+def _bad_stats(stats: list[LayerStats]):
+    """(method, stats, error) triples: each must fail before any change."""
+    wide = dataclasses.replace(stats[2], **{f: torch.cat([getattr(stats[2], f)] * 2)
+                                            for f in _TENSOR_FIELDS})
+    nan = dataclasses.replace(stats[3], sum=torch.full_like(stats[3].sum, float("nan")))
+    empty = dataclasses.replace(stats[1], tokens=0)
+    return [
+        ("maw", stats, "'maw' is weight-only and does not use calibration data, but stats "
+                       "were given"),
+        ("random", stats, "'random' is weight-only"),
+        ("flap", stats[:3], "for each of the 4 GLU layers, got 3"),
+        ("act", stats[0], "for each of the 4 GLU layers, got one LayerStats"),
+        ("wanda_sp", [*stats[:2], wide, stats[3]],
+         "layer 2: calibration statistics are for 1024 neurons, but the layer has 512"),
+        ("flap", [*stats[:3], nan], "layer 3: calibration statistics contain NaN or inf"),
+        ("maw_hybrid", [stats[0], empty, *stats[2:]], "layer 1: calibration statistics saw no "
+                                                      "tokens"),
+        ("flap", [*stats[:3], "x"], "layer 3: calibration statistics must be a LayerStats"),
+    ]
+
+
+_TENSOR_FIELDS = ("sum", "sum_abs", "sum_sq", "m2", "seq_abs_mean_sq", "batch_l2_sum")
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_bad_statistics_leave_the_model_unchanged(tiny, tiny_stats, case):
+    model = copy.deepcopy(tiny[0])
+    method, stats, says = _bad_stats(tiny_stats)[case]
+    before, config = _snapshot(model), model.config.to_dict()
+    with pytest.raises((ValueError, TypeError), match=says):
+        prune_glu_mlp(model, pct=40, method=method, stats=stats)
+    _assert_unchanged(model, before, config)
+
+
+def test_nothing_removed_adds_no_bias(tiny, tiny_stats):
+    model = copy.deepcopy(tiny[0])
+    before, config = _snapshot(model), model.config.to_dict()
+    report = prune_glu_mlp(model, pct=0, method="flap", stats=tiny_stats)
+    assert (report.intermediate_size_after, report.compensated) == (512, False)
+    _assert_unchanged(model, before, config)
+
+
 # ---------------------------------------------------------------- bias compensation
-
-
-def _prune_flap(model, stats: list[LayerStats], pct: float) -> list[torch.Tensor]:
-    """FLAP end to end: score, keep top-k, compensate, slice (what prune_glu_mlp will do)."""
-    mlps = glu_mlps(model)
-    k = kept_count(mlps[0].down_proj.in_features, pct=pct)
-    kept = [select_kept(score(m, "flap", stats=s), k) for m, s in zip(mlps, stats)]
-    add_bias_compensation(model, kept, [s.mean for s in stats])
-    for m, idx in zip(mlps, kept):
-        slice_mlp(m, idx)
-    model.config.intermediate_size = k
-    return kept
 
 
 def _logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -327,7 +401,9 @@ def compensated(tiny):
     model, tok = tiny
     stats = collect_stats(model, calibration_batches(_settings(), tok), progress=False)
     pruned = copy.deepcopy(model)
-    kept = _prune_flap(pruned, stats, pct=40)
+    report = prune_glu_mlp(pruned, pct=40, method="flap", stats=stats)
+    assert report.compensated
+    kept = [torch.tensor(idx) for idx in report.kept_indices]
     ids = calibration_tokens(_settings(n_sequences=2, seq_len=48, seed=7), tok)
     return model, pruned, kept, stats, ids
 

@@ -16,12 +16,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import glu_prune.evaluation.harness as ev
+import glu_prune.evaluation.runner as runner_mod
 from glu_prune import tiny
-from glu_prune.judging.quality import Tolerance
 from glu_prune.catalog.benchmarks import get_benchmark
-from glu_prune.evaluation.harness import (EvalSettings, ResultCache, TaskSource, evaluate_variant,
-                                          load_tasks, model_identity, task_fingerprint)
+from glu_prune.evaluation import (EvalSettings, ResultCache, TaskSource, evaluate_variant,
+                                  model_identity, task_fingerprint)
+from glu_prune.evaluation.harness import load_tasks, make_lm, task_manager_for
+from glu_prune.judging import Tolerance
 
 WIKI = get_benchmark("tiny-llama", "wikitext")
 MMLU = get_benchmark("tiny-llama", "mmlu")
@@ -85,7 +86,7 @@ def test_model_identity_follows_the_tokenizer_and_survives_lm_eval(tiny_model):
     no_pad = copy.deepcopy(tok)
     no_pad.pad_token = None
     before = model_identity(model, no_pad)
-    ev.make_lm(model, no_pad, EvalSettings())  # HFLM sets a pad token on its own copy only
+    make_lm(model, no_pad, EvalSettings())  # HFLM sets a pad token on its own copy only
     assert no_pad.pad_token is None and model_identity(model, no_pad) == before
 
 
@@ -127,7 +128,7 @@ def _rewrite_lines(path, edit):
 
 
 def _fingerprint(benchmark, limit=None):
-    return task_fingerprint(load_tasks(ev.task_manager_for([benchmark]), [benchmark]), limit)
+    return task_fingerprint(load_tasks(task_manager_for([benchmark]), [benchmark]), limit)
 
 
 def test_task_fingerprint_follows_the_evaluated_documents_only(tasks_copy):
@@ -188,9 +189,9 @@ def _fake_seams(monkeypatch, counts):
     def make_lm(model, tok, settings):
         counts["lm"] += 1
         return "lm"
-    monkeypatch.setattr(ev, "model_identity", identity)
-    monkeypatch.setattr(ev, "run_tasks", run)
-    monkeypatch.setattr(ev, "make_lm", make_lm)
+    monkeypatch.setattr(runner_mod, "model_identity", identity)
+    monkeypatch.setattr(runner_mod, "run_tasks", run)
+    monkeypatch.setattr(runner_mod, "make_lm", make_lm)
 
 
 def test_identity_and_lm_wrapper_are_made_once_per_variant(monkeypatch, tmp_path):
@@ -238,7 +239,7 @@ def test_an_unreadable_cache_entry_is_logged_once_and_recomputed(monkeypatch, tm
     good = json.loads(path.read_text())
     path.write_bytes(spoil(good))
     key16 = path.name.split(".")[1]  # the file is named by the key's first 16 characters
-    with caplog.at_level(logging.WARNING, logger="glu_prune.evaluation.harness"):
+    with caplog.at_level(logging.WARNING, logger="glu_prune.evaluation.cache"):
         assert cache.get("v", "piqa", key16, ["acc,none"]) is None
         assert cache.get("v", "piqa", key16, ["acc,none"]) is None
     warnings = [r for r in caplog.records if "unreadable cache entry" in r.getMessage()]

@@ -8,13 +8,14 @@ import math
 
 import pytest
 
-import glu_prune.evaluation.harness as evaluate_mod
+import glu_prune.evaluation.runner as runner_mod
 from glu_prune import tiny
 from glu_prune.catalog.benchmarks import get_benchmark
-from glu_prune.evaluation.harness import (BenchmarkFailed, BenchResult, EvalError, EvalSettings,
-                                          MetricValue, ResultCache, TaskSource, cache_key,
-                                          evaluate_variant, extract_metrics, run_settings,
-                                          task_manager_for)
+from glu_prune.evaluation import (BenchmarkFailed, BenchResult, EvalError, EvalSettings,
+                                  MetricValue, ResultCache, TaskSource, cache_key, evaluate_variant,
+                                  run_settings)
+from glu_prune.evaluation.harness import extract_metrics, task_manager_for
+from glu_prune.plugin.options import parse_ppl_tol
 
 pytest_plugins = ["pytester"]
 MMLU = get_benchmark("tiny-llama", "mmlu")
@@ -58,8 +59,6 @@ def test_cache_key_changes_with_every_score_changing_setting():
 
 
 def test_ppl_tolerance_option_takes_a_number_or_pairs():
-    from glu_prune.plugin.quality import parse_ppl_tol
-
     assert parse_ppl_tol(None) == {} and parse_ppl_tol("0.1") == {"ppl_rel": 0.1}
     pairs = parse_ppl_tol("wikitext=0.2")["ppl_rel_by_benchmark"]
     assert pairs == {"lambada_openai": 0.1, "wikitext": 0.2}
@@ -118,9 +117,9 @@ def _fake_lm_eval(monkeypatch, calls, value=0.5, fail=None):
         return {"results": {b.task: {m.key: value for m in b.metrics} for b in benches},
                 "n-samples": {b.task: {"effective": 7} for b in benches},
                 "n-shot": {b.task: b.num_fewshot for b in benches}}
-    monkeypatch.setattr("glu_prune.evaluation.harness.run_tasks", fake_run)
-    monkeypatch.setattr("glu_prune.evaluation.harness.make_lm", lambda model, tok, settings: "lm")
-    monkeypatch.setattr("glu_prune.evaluation.harness.model_identity", lambda m, t: "id")
+    monkeypatch.setattr("glu_prune.evaluation.runner.run_tasks", fake_run)
+    monkeypatch.setattr("glu_prune.evaluation.runner.make_lm", lambda model, tok, settings: "lm")
+    monkeypatch.setattr("glu_prune.evaluation.runner.model_identity", lambda m, t: "id")
 
 
 PIQA = get_benchmark("tiny-llama", "piqa")
@@ -211,8 +210,8 @@ def test_lm_eval_runs_once_per_benchmark_with_its_own_few_shot(tmp_path, monkeyp
         return out
     monkeypatch.setattr(lm_eval.evaluator, "evaluate", spy)
     made = []
-    real_make = evaluate_mod.make_lm
-    monkeypatch.setattr(evaluate_mod, "make_lm", lambda *a: made.append(1) or real_make(*a))
+    real_make = runner_mod.make_lm
+    monkeypatch.setattr(runner_mod, "make_lm", lambda *a: made.append(1) or real_make(*a))
     model, _ = load_model("tiny-llama", weights="random", device="cpu")
     tok = _tokenizer()
     ev = evaluate_variant(model, tok, "tiny-llama-maw-p0", [WIKI, MMLU, GSM],

@@ -29,7 +29,7 @@ def test_registry_names():
     assert sorted(SCORERS) == ["l2", "l2_full", "maw", "pon", "random", "vow"]
     assert sorted(CALIBRATED_SCORERS) == ["act", "flap", "maw_hybrid", "wanda_sp"]
     assert BIAS_COMPENSATED == {"flap"}
-    with pytest.raises(ValueError, match="unknown importance method 'x'; known methods: act, "
+    with pytest.raises(ValueError, match="unknown importance method 'x'; known: act, "
                                          "flap, l2, l2_full, maw, maw_hybrid, pon, random, "
                                          "vow, wanda_sp"):
         get_scorer("x")

@@ -17,7 +17,7 @@ def test_registry():
     assert spec.hf_id == "meta-llama/Llama-3.2-3B-Instruct" and spec.instruct
     assert spec.levels == (0, 10, 40, 60)
     assert get_model_spec("llama-3.2-1b").levels == (0, 10, 20, 30, 40, 50, 60)
-    with pytest.raises(KeyError, match="unknown model 'gpt2'; known models: llama-3.2-1b"):
+    with pytest.raises(KeyError, match="unknown model 'gpt2'; known: llama-3.2-1b"):
         get_model_spec("gpt2")
 
 

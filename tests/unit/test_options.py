@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from glu_prune.judging.quality import Tolerance
-from glu_prune.plugin.options import FLAGS, BadOption, check_options
-from glu_prune.plugin.quality import parse_ppl_tol
+from glu_prune.judging import Tolerance
+from glu_prune.plugin.options import FLAGS, BadOption, check_options, parse_ppl_tol
 
 
 def run_check(tmp_path: Path, **given) -> None:

@@ -22,8 +22,8 @@ if pytest.importorskip("optipfair").__version__ != "0.4.2":
     pytest.skip("parity is pinned to optipfair 0.4.2", allow_module_level=True)
 
 from glu_prune import load_model, prune_glu_mlp
-from glu_prune.core.calibration import (CalibrationSettings, TinyCorpus, calibration_batches,
-                                        collect_stats)
+from glu_prune.core.calibration import collect_stats
+from glu_prune.core.calibration_data import CalibrationSettings, TinyCorpus, calibration_batches
 from glu_prune.core.importance import score
 from glu_prune.core.prune import glu_mlps, select_kept
 from glu_prune.core.arithmetic import kept_count
@@ -132,3 +132,19 @@ def test_whole_model_pruning_matches_optipfair(method):
     got, want = ours.state_dict(), theirs.state_dict()
     assert got.keys() == want.keys()
     assert all(torch.equal(got[k], want[k]) for k in want), method
+
+
+def test_whole_model_maw_hybrid_pruning_matches_optipfair(batches):
+    """End to end through prune_glu_mlp(stats=...) and optipfair's dataloader mode, both
+    calibrating on the same batches: the same pruned weights and config."""
+    base, _ = load_model("tiny-llama", dtype=torch.float32, device="cpu")
+    ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
+    report = prune_glu_mlp(ours, pct=40, method="maw_hybrid",
+                           stats=collect_stats(base, batches, progress=False))
+    assert not report.compensated
+    opf.prune_model_mlp_glu(theirs, neuron_selection_method="MAW", pruning_percentage=40,
+                            dataloader=[{"input_ids": b} for b in batches], show_progress=False)
+    assert ours.config.intermediate_size == theirs.config.intermediate_size
+    got, want = ours.state_dict(), theirs.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -20,8 +20,12 @@ from glu_prune.performance.settings import (PerfVariant, level_pairs, resolve_la
 from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block_id,
                                           prefill, random_prompt, start_decode)
 from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
-from glu_prune.judging.speed import (NO_BASELINE, DeviceInfo, PerfBaselineError, PerfBaselines,
-                                     compare, prefill_efficiency_floor)
+from glu_prune.evaluation import MetricValue
+from glu_prune.judging import (Check, DeviceInfo, JudgingError, SpeedBaselines, Subject, Tolerance,
+                               judge, prefill_efficiency_floor)
+from glu_prune.judging.rules import compare
+from glu_prune.judging.speed_store import NO_BASELINE
+from glu_prune.results import Record
 
 pytest_plugins = ["pytester"]
 
@@ -232,55 +236,63 @@ def test_without_a_reference_nothing_is_paired():
 # ---------------------------------------------------------------- the perf tolerance rule
 
 
+def _check(value, higher=False, key="k", benchmark="ttft@512", metric="ttft_median_s"):
+    return Check(Subject("llama-3.2-1b", key, benchmark, metric), MetricValue(value, None, None),
+                 "latency", "higher" if higher else "lower", "s")
+
+
+def _judge(baselines, value, **kw):
+    """(baseline, verdict as the judged row shows it) of one number."""
+    v = judge([_check(value, **kw)], baselines, baselines.tolerance, update=baselines.update)[0]
+    return v.baseline, v.detail if v.outcome == "no baseline" else v.outcome
+
+
 @pytest.mark.parametrize("value, higher, verdict", [
     (1.10, False, "ok"), (1.11, False, "regression"), (0.89, False, "improvement"),
     (0.90, True, "ok"), (0.89, True, "regression"), (1.11, True, "improvement"),
 ])
 def test_compare_is_relative_and_knows_direction(value, higher, verdict):
-    assert compare(value, 1.0, higher_is_better=higher, rel_tol=0.10 + 1e-9) == verdict
+    tol = Tolerance(speed_rel=0.10 + 1e-9)
+    assert compare(_check(value, higher), MetricValue(1.0, None, None), tol).outcome == verdict
 
 
 def test_compare_rejects_bad_inputs():
-    with pytest.raises(ValueError, match="rel_tol must be a finite number >= 0, got -0.1"):
-        compare(1.0, 1.0, higher_is_better=False, rel_tol=-0.1)
-    with pytest.raises(ValueError, match="baseline must be > 0, got 0"):
-        compare(1.0, 0, higher_is_better=False)
+    with pytest.raises(ValueError, match="tolerance speed_rel must be a finite number >= 0, "
+                                         "got -0.1"):
+        Tolerance(speed_rel=-0.1)
+    with pytest.raises(JudgingError, match="baseline must be > 0, got 0"):
+        compare(_check(1.0), MetricValue(0, None, None), Tolerance())
 
 
 DEV = DeviceInfo("NVIDIA H200", "570.1", "bfloat16")
 
 
 def test_baselines_absent_then_pinned_then_compared(tmp_path):
-    b = PerfBaselines.load(tmp_path, DEV)
-    assert b.check("k", "ttft@512", "ttft_median_s", 0.01, "s", higher_is_better=False) == \
-        (None, NO_BASELINE)
-    pin = PerfBaselines.load(tmp_path, DEV, update=True)
-    assert pin.check("k", "ttft@512", "ttft_median_s", 0.01, "s",
-                     higher_is_better=False) == (None, "pinned")
+    b = SpeedBaselines.load(tmp_path, DEV)
+    assert _judge(b, 0.01) == (None, NO_BASELINE)
+    pin = SpeedBaselines.load(tmp_path, DEV, update=True)
+    assert _judge(pin, 0.01) == (None, "pinned")
     data = json.loads((tmp_path / "nvidia-h200.json").read_text())
     assert (data["device"], data["driver"], data["dtype"]) == ("NVIDIA H200", "570.1", "bfloat16")
     assert data["results"]["k"]["ttft@512"]["ttft_median_s"] == {"value": 0.01, "unit": "s"}
-    again = PerfBaselines.load(tmp_path, DEV, tolerance=0.05)
-    assert again.check("k", "ttft@512", "ttft_median_s", 0.0106, "s",
-                       higher_is_better=False) == (0.01, "regression")
-    assert again.check("other", "ttft@512", "ttft_median_s", 1.0, "s",
-                       higher_is_better=False)[1] == "no baseline for this variant"
-    bf = PerfBaselines.load(tmp_path, DeviceInfo("NVIDIA H200", "570.1", "float32"))
-    assert bf.check("k", "ttft@512", "ttft_median_s", 1.0, "s", higher_is_better=False)[1] == \
-        f"{NO_BASELINE} in float32 (nvidia-h200.json holds bfloat16)"
+    again = SpeedBaselines.load(tmp_path, DEV, tolerance=0.05)
+    assert _judge(again, 0.0106) == (0.01, "regression")
+    assert _judge(again, 1.0, key="other")[1] == "no baseline for this variant"
+    bf = SpeedBaselines.load(tmp_path, DeviceInfo("NVIDIA H200", "570.1", "float32"))
+    assert _judge(bf, 1.0)[1] == f"{NO_BASELINE} in float32 (nvidia-h200.json holds bfloat16)"
 
 
 def test_corrupt_baseline_files_name_the_field(tmp_path):
     (tmp_path / "nvidia-h200.json").write_text(json.dumps({
         "format": 1, "device": "x", "dtype": "bfloat16",
         "results": {"k": {"tpot": {"tpot_s": {"value": -1}}}}}))
-    with pytest.raises(PerfBaselineError, match="results.k.tpot.tpot_s.value must be a number"):
-        PerfBaselines.load(tmp_path, DEV)
+    with pytest.raises(JudgingError, match="results.k.tpot.tpot_s.value must be a number"):
+        SpeedBaselines.load(tmp_path, DEV)
     (tmp_path / "nvidia-h200.json").write_text("{")
-    with pytest.raises(PerfBaselineError, match="not readable JSON"):
-        PerfBaselines.load(tmp_path, DEV)
+    with pytest.raises(JudgingError, match="not readable JSON"):
+        SpeedBaselines.load(tmp_path, DEV)
     with pytest.raises(ValueError, match="perf tolerance must be a finite number >= 0"):
-        PerfBaselines.load(tmp_path / "none", DEV, tolerance=float("nan"))
+        SpeedBaselines.load(tmp_path / "none", DEV, tolerance=float("nan"))
 
 
 # ---------------------------------------------------------------- judging and records
@@ -291,9 +303,7 @@ def _bench():
 
 
 def test_finish_gives_speedup_efficiency_and_schema_records(tmp_path):
-    from glu_prune.results.record_io import Record
-
-    ctx = PerfContext(resolve_settings(device="cpu"), None, PerfBaselines.load(tmp_path, DEV))
+    ctx = PerfContext(resolve_settings(device="cpu"), None, SpeedBaselines.load(tmp_path, DEV))
     p0, p40 = (PerfVariant("llama-3.2-1b", pct, layers=2, full_layers=16) for pct in (0, 40))
     node = SimpleNamespace(user_properties=[], nodeid="t::x")
     ctx.finish(Row("ttft@128", "ttft_median_s", 2.0, "s", ideal_speedup=1.0), p0, _bench(), node)
@@ -317,12 +327,27 @@ def test_finish_gives_speedup_efficiency_and_schema_records(tmp_path):
 
 
 def test_failure_messages_for_regressions_and_pins(tmp_path):
-    ctx = PerfContext(resolve_settings(device="cpu"), None, PerfBaselines.load(tmp_path, DEV))
-    rec = {"variant": "v", "benchmark": "tpot", "metric": "tpot_s", "value": 0.2, "unit": "s",
-           "baseline": 0.1, "verdict": "regression"}
-    assert "v tpot tpot_s = 0.2 s regressed beyond 10% of its baseline 0.1" in ctx.failure(rec)
-    assert "--glu-update-baselines" in ctx.failure(rec)
-    assert "baseline pinned" in ctx.failure({**rec, "verdict": "pinned", "baseline": None})
+    v = PerfVariant("llama-3.2-1b", 40, layers=2, full_layers=16)
+    node = SimpleNamespace(user_properties=[], nodeid="t::x")
+    row = Row("tpot", "tpot_s", 0.1, "s")
+    pin = PerfContext(resolve_settings(device="cpu"), None,
+                      SpeedBaselines.load(tmp_path, DEV, update=True))
+    pinned = pin.finish(row, v, _bench(), node)
+    assert pinned["verdict"] == "pinned"
+    assert pin.failure(pinned) == (
+        "baseline pinned (--glu-update-baselines): llama-3.2-1b / llama-3.2-1b-maw-p40-2l / "
+        "tpot / tpot_s: none -> 0.1 in "
+        f"{tmp_path / 'nvidia-h200.json'} (device NVIDIA H200, bfloat16); review the diff "
+        "(git diff) and rerun without the flag")
+    ctx = PerfContext(resolve_settings(device="cpu"), None, SpeedBaselines.load(tmp_path, DEV))
+    rec = ctx.finish(Row("tpot", "tpot_s", 0.2, "s"), v, _bench(), node)
+    assert rec["verdict"] == "regression" and rec["baseline"] == 0.1
+    assert ctx.failure(rec) == (
+        "llama-3.2-1b / llama-3.2-1b-maw-p40-2l / tpot / tpot_s regression: baseline 0.1 s, "
+        "measured 0.2 s; worse by 100.0% vs bound 10% relative [baseline file "
+        f"{tmp_path / 'nvidia-h200.json'} (device NVIDIA H200, bfloat16)]; if the change is "
+        "expected, re-pin with --glu-update-baselines and review the diff")
+    assert ctx.failure(ctx.finish(Row("tpot", "tpot_s", 0.105, "s"), v, _bench(), node)) is None
 
 
 # ---------------------------------------------------------------- the pytest glue (pytester)
@@ -418,8 +443,11 @@ def test_latency_suite_records_pins_and_catches_a_regression(suite):
     bad = _run(suite, "test_copy_latency.py", "--glu-perf-tolerance", "1000",
                k="ttft and (p0 or p40-L)")
     bad.assert_outcomes(failed=1, passed=1)
-    bad.stdout.fnmatch_lines(["*tiny-llama-maw-p40 ttft@128 ttft_median_s = * s regressed "
-                              "beyond 100000% of its baseline 1e-09*test-cpu.json*"])
+    bad.stdout.fnmatch_lines([
+        "tiny-llama / tiny-llama-maw-p40-4l / ttft@128 / ttft_median_s regression: baseline "
+        "1e-09 s, measured * s; worse by *% vs bound 100000% relative [[]baseline file "
+        "*test-cpu.json (device Test CPU, float32)]; if the change is expected, re-pin with "
+        "--glu-update-baselines and review the diff"])
 
 
 def test_latency_rows_carry_spread_rounds_outliers_and_the_speedup_interval(suite):

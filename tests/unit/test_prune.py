@@ -10,6 +10,7 @@ from glu_prune.catalog.models import make_config
 from glu_prune.core.arithmetic import (check_level, config_param_count, decode_weight_bytes,
                                        expansion_table, kept_count, prefill_flops)
 from glu_prune.core.prune import glu_mlps, prune_glu_mlp, select_kept, slice_mlp
+from glu_prune.core.calibration import LayerStats
 
 
 @pytest.mark.parametrize("pct,kept", [(0, 8192), (10, 7373), (20, 6554), (30, 5735),
@@ -117,6 +118,52 @@ def test_nan_weights_in_one_layer_name_it_and_leave_the_model_unchanged():
     assert all(torch.allclose(v, after[k], rtol=0, atol=0, equal_nan=True)
                for k, v in before.items())
     assert [m.gate_proj.out_features for m in glu_mlps(model)] == [512] * 3
+
+
+def _random_model(num_layers: int = 2):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(make_config("tiny-llama", num_layers=num_layers))
+
+
+def _stats(n: int, value: float = 1.0) -> LayerStats:
+    """Synthetic statistics of one layer of width ``n`` (16 tokens of h = value)."""
+    full = torch.full((n,), value, dtype=torch.float64)
+    return LayerStats(16, 1, full * 16, full.abs() * 16, full * full * 16, torch.zeros(n,
+                      dtype=torch.float64), full * full, (full * 4).float())
+
+
+def _assert_refused(model, says: str, **kwargs) -> None:
+    """The call fails naming the problem, and the model keeps every weight and its config."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    with pytest.raises(ValueError, match=says):
+        prune_glu_mlp(model, pct=40, **kwargs)
+    after = model.state_dict()
+    assert after.keys() == before.keys() and model.config.to_dict() == config
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("method", ["maw", "vow", "pon", "l2", "l2_full", "random"])
+def test_weight_only_methods_refuse_calibration_data(method):
+    model = _random_model()
+    _assert_refused(model, f"'{method}' is weight-only and does not use calibration data, but "
+                           f"stats were given; drop stats= or use a calibration-based method: "
+                           f"act, flap, maw_hybrid, wanda_sp",
+                    method=method, stats=[_stats(512)] * 2)
+
+
+@pytest.mark.parametrize("method", ["act", "wanda_sp", "flap", "maw_hybrid"])
+def test_statistics_of_the_wrong_width_are_refused(method):
+    model = _random_model()
+    _assert_refused(model, "layer 1: calibration statistics are for 256 neurons, but the layer "
+                           "has 512: collect them on the model being pruned",
+                    method=method, stats=[_stats(512), _stats(256)])
+    _assert_refused(model, "need calibration statistics for each of the 2 GLU layers, got 3",
+                    method=method, stats=[_stats(512)] * 3)
+    _assert_refused(model, "layer 0: calibration statistics contain NaN or inf",
+                    method=method, stats=[_stats(512, float("inf")), _stats(512)])
 
 
 def test_select_kept_ascending():

@@ -5,24 +5,35 @@ from __future__ import annotations
 import json
 import random
 import re
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
 from glu_prune.cli import main
-from glu_prune.results.report import (at_chance, capability_table, count_line, group_means,
-                                      markdown, quality_change, write_results)
-from glu_prune.results.record_io import Record, load_document, merge, parse_slug, stamp
+from glu_prune.core.variants import VariantId
+from glu_prune.results import Record, load_document, markdown, merge, write_results
+from glu_prune.results.analysis import at_chance, count_line, group_means
+from glu_prune.results.format import quality_change
 from glu_prune.results.perf_tables import performance_tables
+from glu_prune.results.runs import stamp
+from glu_prune.results.tables import capability_table
 
-BENCH = {"wikitext": ("word_perplexity,none", "perplexity"), "mmlu": ("acc,none", "accuracy"),
-         "truthfulqa_mc1": ("acc,none", "accuracy")}
+# benchmark -> (metric, kind, direction, group) as the tiny-llama registry has them
+BENCH = {"wikitext": ("word_perplexity,none", "perplexity", "lower", "fragile"),
+         "mmlu": ("acc,none", "accuracy", "higher", "fragile"),
+         "truthfulqa_mc1": ("acc,none", "accuracy", "higher", "robust")}
+
+
+def tiny(pct: float, method: str = "maw", round_to: int = 1) -> VariantId:
+    return VariantId("tiny-llama", method, pct, round_to)
 
 
 def rec(pct: float, bench: str, value: float, verdict: str = "ok", **kw) -> Record:
-    metric, kind = BENCH[bench]
-    return Record.from_dict({"variant": f"tiny-llama-maw-p{pct:g}", "benchmark": bench,
-                             "metric": metric, "value": value, "kind": kind,
-                             "verdict": verdict, "baseline": value, **kw})
+    """A quality record as the judge builds it: identity, verdict, group and direction."""
+    metric, kind, direction, group = BENCH[bench]
+    fields = {"baseline": value, "direction": direction, "group": group, **kw}
+    return Record.of(tiny(pct), bench, metric, value, kind=kind, verdict=verdict, **fields)
 
 
 def study() -> list[Record]:
@@ -34,47 +45,68 @@ def study() -> list[Record]:
             rec(40, "truthfulqa_mc1", 0.66, "improvement")]
 
 
-def test_record_fills_identity_group_direction_and_architecture():
-    r = rec(40, "mmlu", 0.3)
-    assert (r.model, r.method, r.pct, r.round_to) == ("tiny-llama", "maw", 40.0, 1)
-    assert (r.group, r.direction, r.intermediate_size) == ("fragile", "higher", 308)
-    assert r.expansion_ratio == pytest.approx(308 / 128) and r.params > 0
+def test_record_of_takes_identity_from_the_variant_and_round_trips():
+    r = Record.of(tiny(40, round_to=4), "mmlu", "acc,none", 0.3, kind="accuracy",
+                  intermediate_size=308, params=12345)
+    assert (r.model, r.variant, r.method, r.pct, r.round_to) == (
+        "tiny-llama", "tiny-llama-maw-p40-r4", "maw", 40.0, 4)
+    assert isinstance(r.pct, float) and r.verdict is None and r.extra == {}
     assert Record.from_dict(r.to_dict()) == r  # to_dict / from_dict round trip
 
 
-def test_record_reads_eval_and_perf_shapes():
-    ev = Record.from_dict({"model": "tiny-llama", "variant": "tiny-llama-maw-p10-r4",
-                           "benchmark": "mmlu", "metric": "acc,none", "kind": "accuracy",
-                           "measured": 0.41, "measured_stderr": 0.02, "outcome": "regressed",
-                           "worse_by": 0.1, "cached": True})
-    assert (ev.value, ev.stderr, ev.verdict, ev.round_to) == (0.41, 0.02, "regression", 4)
-    assert ev.extra == {"worse_by": 0.1, "cached": True}
-    perf = Record.from_dict({"variant": "tiny-llama-maw-p40", "benchmark": "tpot",
-                             "metric": "median_s", "value": 0.01, "unit": "s",
-                             "verdict": "no baseline for this device", "ideal_speedup": 1.3})
+def test_record_of_reads_the_verdict():
+    verdict = SimpleNamespace(outcome="regression", baseline=0.5, baseline_stderr=0.02,
+                              bound=0.45, detail="")
+    r = Record.of(tiny(10), "mmlu", "acc,none", 0.41, kind="accuracy", verdict=verdict,
+                  stderr=0.02, extra={"worse_by": 0.09, "cached": True})
+    assert (r.value, r.stderr, r.verdict, r.baseline, r.baseline_stderr, r.bound) == \
+        (0.41, 0.02, "regression", 0.5, 0.02, 0.45)
+    assert r.extra == {"worse_by": 0.09, "cached": True}
+    none = SimpleNamespace(outcome="no baseline", baseline=None, baseline_stderr=None,
+                           bound=None, detail="no baseline for this device")
+    perf = Record.of(tiny(40), "tpot", "median_s", 0.01, kind="latency", verdict=none,
+                     unit="s", direction="lower", ideal=1.3)
     assert (perf.kind, perf.direction, perf.verdict, perf.ideal) == \
         ("latency", "lower", "no baseline", 1.3)
     assert perf.extra["verdict_detail"] == "no baseline for this device"
 
 
+def test_record_coerces_numpy_scalars():
+    np = pytest.importorskip("numpy")
+    r = Record.of(tiny(np.float64(40)), "mmlu", "acc,none", np.float32(0.5), kind="accuracy",
+                  n=np.int64(150))
+    assert type(r.value) is float and type(r.n) is int and type(r.pct) is float
+
+
+@pytest.mark.parametrize("alias", [{"measured": 0.41}, {"outcome": "ok"},
+                                   {"ideal_speedup": 1.3}, {"slug": "tiny-llama-maw-p0"}])
+def test_from_dict_refuses_aliases_and_unknown_keys(alias):
+    data = {**Record.of(tiny(0), "mmlu", "acc,none", 0.5, kind="accuracy").to_dict(), **alias}
+    with pytest.raises(ValueError, match="unknown keys") as exc:
+        Record.from_dict(data)
+    assert repr(next(iter(alias))) in str(exc.value)
+
+
+def test_from_dict_does_not_parse_slugs():
+    with pytest.raises(ValueError, match=r"missing \['model'\]"):
+        Record.from_dict({"variant": "tiny-llama-maw-p10", "benchmark": "mmlu",
+                          "metric": "acc,none", "value": 0.5})
+
+
+X = {"model": "x", "variant": "x-maw-p1", "benchmark": "b", "metric": "m"}
+
+
 @pytest.mark.parametrize("bad, says", [
-    ({"variant": "x-maw-p1", "benchmark": "b", "metric": "m"}, "missing ['value']"),
-    ({"variant": "x-maw-p1", "benchmark": "b", "metric": "m", "value": "high"}, "'high'"),
-    ({"variant": "x-maw-p1", "benchmark": "b", "metric": "m", "value": 1, "verdict": "meh"},
-     "'meh'"),
-    ({"variant": "x-maw-p1", "benchmark": "b", "metric": "m", "value": 1,
-      "direction": "up"}, "'up'"),
+    (X, "missing ['value']"),
+    ({**X, "value": "high"}, "'high'"),
+    ({**X, "value": 1, "verdict": "meh"}, "'meh'"),
+    ({**X, "value": 1, "direction": "up"}, "'up'"),
+    ({**X, "value": 1, "kind": "speed"}, "'speed'"),
 ])
 def test_bad_record_names_the_value(bad, says):
     with pytest.raises(ValueError, match="record") as exc:
         Record.from_dict(bad)
     assert says in str(exc.value)
-
-
-def test_parse_slug():
-    assert parse_slug("llama-3.2-1b-instruct-vow-p12_5-r128") == {
-        "model": "llama-3.2-1b-instruct", "method": "vow", "pct": 12.5, "round_to": 128}
-    assert parse_slug("not a slug") == {}
 
 
 def test_capability_cells_changes_and_marks():
@@ -126,9 +158,8 @@ def test_chance_uses_the_binomial_error_when_a_record_has_none():
 
 
 def test_record_counts_say_what_they_mean():
-    line = count_line(study() + [Record.from_dict({
-        "variant": "tiny-llama-maw-p0", "benchmark": "ttft@128", "metric": "p90_s",
-        "value": 0.1, "unit": "s"})])
+    line = count_line(study() + [Record.of(tiny(0), "ttft@128", "p90_s", 0.1, kind="latency",
+                                           unit="s", direction="lower")])
     assert line == ("10 records: 1 improvement, 1 not judged (shown only), 7 ok (within "
                     "tolerance), 1 regression.")
     assert "*no baseline* =\n  nothing stored to compare with" in markdown(study())
@@ -136,8 +167,7 @@ def test_record_counts_say_what_they_mean():
 
 def test_further_metrics_get_their_own_table():
     def acc(bench: str, metric: str, value: float) -> Record:
-        return Record.from_dict({"variant": "tiny-llama-maw-p0", "benchmark": bench,
-                                 "metric": metric, "value": value, "kind": "accuracy"})
+        return Record.of(tiny(0), bench, metric, value, kind="accuracy", direction="higher")
     records = [acc("gsm8k", "exact_match,flexible-extract", 0.2),
                acc("gsm8k", "exact_match,strict-match", 0.1),
                acc("arc_challenge", "acc,none", 0.3), acc("arc_challenge", "acc_norm,none", 0.4)]
@@ -181,15 +211,19 @@ def test_markdown_is_independent_of_record_order():
     assert "### Performance" not in text and "### Methods" not in text
 
 
-def speed(pct: float, value: float, **extra) -> Record:
+def llama(pct: float, round_to: int = 1) -> VariantId:
+    return VariantId("llama-3.2-1b", "maw", pct, round_to)
+
+
+def speed(pct: float, value: float, round_to: int = 1, **extra) -> Record:
     """A TTFT record as the latency suite writes it: conditions, spread, paired speedup."""
-    return Record.from_dict({
-        "variant": f"llama-3.2-1b-maw-p{pct:g}", "benchmark": "ttft@128",
-        "metric": "ttft_median_s", "value": value, "unit": "s", "verdict": "no baseline",
-        "ideal_speedup": 1.48 if pct else 1.0, "weights": "random", "layers": 2,
-        "full_layers": 16, "dtype": "float32", "device": "Some CPU (2 cores)", "threads": 2,
-        "prompt_len": 128, "batch": 1, "q1": value * 0.9, "q3": value * 1.2, "rounds": 9,
-        "outliers": 1, **extra})
+    return Record.of(llama(pct, round_to), "ttft@128", "ttft_median_s", value, kind="latency",
+                     unit="s", direction="lower", verdict="no baseline",
+                     ideal=1.48 if pct else 1.0, extra={
+                         "weights": "random", "layers": 2, "full_layers": 16,
+                         "dtype": "float32", "device": "Some CPU (2 cores)", "threads": 2,
+                         "prompt_len": 128, "batch": 1, "q1": value * 0.9, "q3": value * 1.2,
+                         "rounds": 9, "outliers": 1, **extra})
 
 
 def paired(speedup: float, low: float | None, high: float | None) -> dict:
@@ -202,8 +236,8 @@ def paired(speedup: float, low: float | None, high: float | None) -> dict:
 def test_performance_table_says_its_conditions_spread_and_speedup_interval():
     records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.10, 1.41)),
                speed(10, 0.019, **paired(1.05, 0.92, 1.31)),
-               Record.from_dict({"variant": "llama-3.2-1b-maw-p40", "benchmark": "ttft@128",
-                                 "metric": "ttft_p90_s", "value": 0.03, "unit": "s"})]
+               Record.of(llama(40), "ttft@128", "ttft_p90_s", 0.03, kind="latency", unit="s",
+                         direction="lower")]
     [(conditions, (headers, rows))] = performance_tables(records)
     assert conditions == ("TTFT: prefill of 128 tokens at batch 1 — random weights, 2 of 16 "
                           "layers (the parameter counts above are of all 16 layers), "
@@ -223,9 +257,9 @@ def test_performance_table_says_its_conditions_spread_and_speedup_interval():
 
 def test_speedup_without_an_interval_is_never_a_bare_number():
     few = speed(40, 0.016, **{**paired(1.25, None, None), "speedup_rounds": 3})
-    other = Record.from_dict({"variant": "llama-3.2-1b-maw-p40", "benchmark": "ttft@128",
-                              "metric": "ttft_median_s", "value": 0.016, "unit": "s",
-                              "verdict": "ok"})  # another producer: no speedup recorded
+    other = Record.of(llama(40), "ttft@128", "ttft_median_s", 0.016, kind="latency",
+                      unit="s", direction="lower",
+                      verdict="ok")  # another producer: no speedup recorded
     cells = [row[5] for _, (_, rows) in performance_tables([speed(0, 0.02), few])
              for row in rows]
     assert cells == ["reference", "**n.s.** (3 rounds: too few for an interval)"]
@@ -236,17 +270,16 @@ def test_speedup_without_an_interval_is_never_a_bare_number():
 def test_full_depth_and_lone_blocks_say_so():
     whole = [speed(0, 0.02, layers=16), speed(40, 0.016, layers=16)]
     assert ", all 16 layers, float32" in performance_tables(whole)[0][0]
-    block = [Record.from_dict({**speed(p, v).to_dict(), "benchmark": "mlp@T512",
-                               "metric": "mlp_median_s", "prompt_len": 512, "layers": 1,
-                               "full_layers": 1}) for p, v in ((0, 0.5), (10, 0.45))]
+    block = [replace(speed(p, v, prompt_len=512, layers=1, full_layers=1),
+                     benchmark="mlp@T512", metric="mlp_median_s")
+             for p, v in ((0, 0.5), (10, 0.45))]
     assert performance_tables(block)[0][0].startswith(
         "Lone GLU MLP block: 512 tokens — random weights, one block, no model around it")
 
 
 def test_method_comparison_table_when_several_methods():
-    records = study() + [Record.from_dict({**r.to_dict(), "variant": r.variant.replace(
-        "maw", "l2"), "method": "l2", "value": r.value * 0.9, "intermediate_size": None})
-        for r in study() if r.pct]
+    records = study() + [replace(r, variant=tiny(r.pct, "l2").slug, method="l2",
+                                 value=r.value * 0.9) for r in study() if r.pct]
     text = markdown(records)
     assert "### Methods" in text and "l2 (fragile / robust)" in text
     assert "| p40 l2 " in text
@@ -321,9 +354,8 @@ def tiny_world(levels=((0, 1), (40, 1), (40, 64))) -> list[Record]:
             for pct, rt in levels:
                 value = (5.0 + pct / 10 if m.kind == "perplexity"
                          else 0.95 - pct / 400 - i / 100)
-                out.append(Record.from_dict({
-                    "variant": f"tiny-llama-maw-p{pct}" + (f"-r{rt}" if rt > 1 else ""),
-                    "benchmark": b.name, "metric": m.key, "kind": m.kind, "value": value}))
+                out.append(Record.of(tiny(pct, round_to=rt), b.name, m.key, value,
+                                     kind=m.kind, direction=m.direction, group=b.group))
     return out
 
 
@@ -363,8 +395,8 @@ def test_every_speed_panel_has_error_bars_and_the_ideal_line():
 
     records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.1, 1.4)),
                speed(40, 0.017, **paired(1.18, 0.9, 1.3), round_to=128)]
-    records += [Record.from_dict({**r.to_dict(), "benchmark": "tpot", "metric": "tpot_s",
-                                  "prompt_len": 32, "new_tokens": 4}) for r in records]
+    records += [replace(r, benchmark="tpot", metric="tpot_s",
+                        extra={**r.extra, "prompt_len": 32, "new_tokens": 4}) for r in records]
     fig = performance_figure("llama-3.2-1b", records)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["ttft@128", "tpot"]

@@ -15,20 +15,21 @@ from pathlib import Path
 import pytest
 
 from glu_prune.cli import main
-from glu_prune.results.report import finish_run, not_run_lines, write_results
-from glu_prune.results.record_io import (LOCK_NAME, Record, ReportFolderBusy, ReportLock, merge,
-                                         read_lock)
+from glu_prune.core.variants import VariantId
+from glu_prune.results import (LOCK_NAME, Record, ReportFolderBusy, ReportLock, finish_run, merge,
+                               read_lock, write_results)
+from glu_prune.results.markdown import not_run_lines
 
 
 def quality(pct: float, value: float, **extra) -> Record:
-    return Record.from_dict({"variant": f"tiny-llama-maw-p{pct:g}", "benchmark": "mmlu",
-                             "metric": "acc,none", "kind": "accuracy", "value": value,
-                             "verdict": "ok", "baseline": value, **extra})
+    return Record.of(VariantId("tiny-llama", "maw", pct), "mmlu", "acc,none", value,
+                     kind="accuracy", verdict="ok", baseline=value, direction="higher",
+                     group="fragile", extra=extra)
 
 
 def speed(pct: float, value: float, **extra) -> Record:
-    return Record.from_dict({"variant": f"tiny-llama-maw-p{pct:g}", "benchmark": "ttft@128",
-                             "metric": "median_s", "value": value, "unit": "s", **extra})
+    return Record.of(VariantId("tiny-llama", "maw", pct), "ttft@128", "median_s", value,
+                     kind="latency", unit="s", direction="lower", extra=extra)
 
 
 def run_with(limit: int | None = None, lm_eval: str = "0.4.9", **more) -> dict:
@@ -121,7 +122,7 @@ def test_earlier_records_under_other_settings_are_dropped_and_that_is_said(tmp_p
 def test_a_run_that_only_skipped_still_says_so_and_what_is_older(tmp_path):
     finish(tmp_path, [quality(0, 0.5)], timed_run(9))
     skip = {"model": "tiny-llama", "variant": "tiny-llama-maw-p40", "benchmark": "mmlu",
-            "test": "t.py::test_accuracy[tiny-llama-maw-p40-mmlu]",
+            "pct": 40.0, "round_to": 1, "test": "t.py::test_accuracy[tiny-llama-maw-p40-mmlu]",
             "reason": "no baseline for tiny-llama-maw-p40 / mmlu"}
     _, md = finish(tmp_path, [], timed_run(10), skipped=[skip])
     assert "| r2 | 2025-03-01T10:00:00+00:00 | newest |" in md
@@ -131,7 +132,7 @@ def test_a_run_that_only_skipped_still_says_so_and_what_is_older(tmp_path):
 
 def test_every_selected_model_appears_with_why_it_has_no_numbers(tmp_path):
     skip = {"model": "llama-3.2-1b", "variant": "llama-3.2-1b-maw-p0", "benchmark": "mmlu",
-            "test": "t::a", "reason": "llama-3.2-1b: weights unavailable (offline)"}
+            "pct": 0.0, "round_to": 1, "test": "t::a", "reason": "llama-3.2-1b: weights unavailable (offline)"}
     run = timed_run(9, models=["llama-3.2-1b", "tiny-llama", "llama-3.2-3b"])
     _, md = finish(tmp_path, [quality(0, 0.5)], run, skipped=[skip, {**skip, "test": "t::b"}])
     sections = re.findall(r"^## (.+)$", md, flags=re.M)
@@ -143,13 +144,24 @@ def test_every_selected_model_appears_with_why_it_has_no_numbers(tmp_path):
 
 def test_one_cause_over_many_tests_is_one_line():
     skips = [{"model": "llama-3.2-3b-instruct", "variant": f"llama-3.2-3b-instruct-maw-p{p}",
-              "benchmark": b, "test": f"t::{p}-{b}",
+              "benchmark": b, "pct": p, "round_to": 1, "test": f"t::{p}-{b}",
               "reason": f"no baseline for llama-3.2-3b-instruct-maw-p{p} / {b} in "
                         f"baselines/llama-3.2-3b-instruct.json (no entry for {b})"}
              for p in (0, 40) for b in ("mmlu", "gsm8k")]
     assert not_run_lines("llama-3.2-3b-instruct", [], [{"skipped": skips}]) == [
         "Not run (4 tests: mmlu, gsm8k at p0, p40): no baseline for <variant> / <benchmark> "
         "in baselines/llama-3.2-3b-instruct.json (no entry for <benchmark>)"]
+
+
+def test_skips_that_name_no_level_show_none():
+    # entries written before skips carried pct / round_to: the slug is not parsed
+    skip = {"model": "tiny-llama", "variant": "tiny-llama-maw-p40", "benchmark": "mmlu",
+            "test": "t::a", "reason": "weights unavailable"}
+    assert not_run_lines("tiny-llama", [], [{"skipped": [skip]}]) == [
+        "Not run (1 test: mmlu): weights unavailable"]
+    rounded = {**skip, "pct": 40, "round_to": 64}
+    assert not_run_lines("tiny-llama", [], [{"skipped": [rounded]}]) == [
+        "Not run (1 test: mmlu at p40-r64): weights unavailable"]
 
 
 def test_an_unreadable_earlier_file_is_moved_aside_not_lost(tmp_path):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from glu_prune.catalog.benchmarks import REAL_BENCHMARKS
-from glu_prune.evaluation.harness import EvalSettings
+from glu_prune.evaluation import EvalSettings
 from glu_prune.task_fixtures import (
     DATA_DIR,
     FixtureLoader,
