@@ -1,7 +1,7 @@
 """What calibration and pruning cost, on a real shape with random weights.
 
     python benchmarks/calibration_cost.py calibrate [--tokens 2048,4096,8192,16384] [--rounds 3]
-    python benchmarks/calibration_cost.py prune [--runs 7]
+    python benchmarks/calibration_cost.py prune [--runs 7] [--mem-runs 3]
 
 ``calibrate``: time and peak extra memory of ``collect_stats`` beside a plain forward
 pass over the same batches (what the hooks add), for several calibration sizes. Memory:
@@ -11,7 +11,10 @@ after loading the model and one warm-up forward. Time: one process, forward and 
 rounds interleaved, medians.
 
 ``prune``: wall time of ``prune_glu_mlp`` beside optipfair's ``prune_model_mlp_glu``
-(imports and model copies outside the timed region), interleaved, median of ``--runs``.
+(imports and model copies outside the timed region), interleaved, median of ``--runs``;
+and each one's peak extra memory, pruning the loaded model itself (no copy) in a fresh
+process per pruner and run (``--mem-runs``, alternating who goes first), sampled as above
+from the level just before the call, after imports, loading and a short settle.
 
 Speed does not depend on weight values, so random weights of the exact shape serve.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import logging
 import statistics
@@ -27,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 import torch
@@ -168,18 +172,50 @@ def calibrate(args: argparse.Namespace) -> None:
                                       "collect peak extra MiB", "stats KiB"]))
 
 
-def prune(args: argparse.Namespace) -> None:
-    """Ours and optipfair's MAW pruning on copies of one model, interleaved."""
-    import optipfair.pruning.mlp_glu as opf  # imported before any timing
+def _pruners(args: argparse.Namespace) -> dict[str, Callable[[torch.nn.Module], Any]]:
+    """Ours and optipfair's MAW pruning at ``args.pct``; optipfair imported here, not timed."""
+    import optipfair.pruning.mlp_glu as opf
 
-    base, _ = load_model(args.model, weights="random", num_layers=args.layers,
-                         dtype=DTYPES[args.dtype], device=args.device)
-    calls = {
+    return {
         "glu_prune": lambda m: prune_glu_mlp(m, pct=args.pct, method="maw"),
         "optipfair": lambda m: opf.prune_model_mlp_glu(m, neuron_selection_method="MAW",
                                                        pruning_percentage=args.pct,
                                                        show_progress=False),
     }
+
+
+def measure_prune_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak extra memory of one pruner on the model itself (no copy), in this fresh process."""
+    call = _pruners(args)[args.pruner]
+    model, _ = _model(args)
+    cuda = args.device.startswith("cuda")
+    gc.collect()
+    time.sleep(0.5)  # settle: the loader's garbage collected, its threads idle
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    with PeakRSS() as rss:
+        call(model)
+        if cuda:
+            torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base if cuda else rss.peak - rss.base
+    return {"pruner": args.pruner, "peak_extra_bytes": extra}
+
+
+def _prune_memory_child(args: argparse.Namespace, pruner: str) -> dict[str, Any]:
+    """:func:`measure_prune_memory` of ``pruner`` in a fresh Python process."""
+    cmd = [sys.executable, __file__, "_prune_memory", "--pruner", pruner,
+           "--pct", str(args.pct), "--layers", str(args.layers), "--model", args.model,
+           "--dtype", args.dtype, "--device", args.device]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def prune_times(args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds per run of each pruner on fresh copies of one model, interleaved."""
+    calls = _pruners(args)  # imported before any timing
+    base, _ = _model(args)
     times: dict[str, list[float]] = {name: [] for name in calls}
     for r in range(args.runs):
         # alternate who goes first so neither always meets a warmer cache
@@ -189,13 +225,28 @@ def prune(args: argparse.Namespace) -> None:
             calls[name](model)
             times[name].append(time.perf_counter() - start)
             del model
+    return times
+
+
+def prune(args: argparse.Namespace) -> None:
+    """Peak extra memory (fresh process per pruner and run), then time; one table."""
+    names = ("glu_prune", "optipfair")
+    mem: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.mem_runs):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            mem[name].append(_prune_memory_child(args, name)["peak_extra_bytes"] / 2**20)
+    times = prune_times(args)
     med = {name: statistics.median(t) for name, t in times.items()}
-    table = [[name, f"{med[name]:.3f}", f"{min(t):.3f}", f"{max(t):.3f}"]
-             for name, t in times.items()]
-    LOG.info("%s, %d layers, %s, MAW %g %%, %d runs\n%s\nglu_prune / optipfair (medians): "
-             "%.2f", args.model, args.layers, args.dtype, args.pct, args.runs,
-             tabulate(table, headers=["", "median s", "min s", "max s"]),
-             med["glu_prune"] / med["optipfair"])
+    mib = {name: statistics.median(m) for name, m in mem.items()}
+    table = [[name, f"{med[name]:.3f}", f"{min(times[name]):.3f}", f"{max(times[name]):.3f}",
+              f"{mib[name]:.0f}", f"{min(mem[name]):.0f}", f"{max(mem[name]):.0f}"]
+             for name in names]
+    LOG.info("%s, %d layers, %s, %s, MAW %g %%, %d timed runs, %d memory runs\n%s\n"
+             "glu_prune / optipfair (medians): time %.2f, peak extra memory %.2f",
+             args.model, args.layers, args.dtype, args.device, args.pct, args.runs,
+             args.mem_runs, tabulate(table, headers=["", "median s", "min s", "max s",
+                                                     "peak extra MiB", "min MiB", "max MiB"]),
+             med["glu_prune"] / med["optipfair"], mib["glu_prune"] / mib["optipfair"])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -218,10 +269,17 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("--seq-len", type=int, required=True)
     one.add_argument("--batch-size", type=int, required=True)
     one.add_argument("--layers", type=int, required=True)
-    pr = sub.add_parser("prune", parents=[common], help="ours vs optipfair's pruning time")
+    pr = sub.add_parser("prune", parents=[common],
+                        help="ours vs optipfair's pruning time and memory")
     pr.add_argument("--layers", type=int, default=4, help="(default: 4)")
     pr.add_argument("--pct", type=float, default=40, help="(default: 40)")
-    pr.add_argument("--runs", type=int, default=7, help="(default: 7)")
+    pr.add_argument("--runs", type=int, default=7, help="timed runs (default: 7)")
+    pr.add_argument("--mem-runs", type=int, default=3,
+                    help="fresh processes per pruner for memory (default: 3)")
+    pm = sub.add_parser("_prune_memory", parents=[common])  # internal: one pruner, JSON out
+    pm.add_argument("--pruner", choices=["glu_prune", "optipfair"], required=True)
+    pm.add_argument("--layers", type=int, required=True)
+    pm.add_argument("--pct", type=float, required=True)
     return p
 
 
@@ -232,6 +290,8 @@ def main() -> None:
     LOG.setLevel(logging.INFO)
     if args.command == "_memory":
         sys.stdout.write(json.dumps(measure_memory(args)) + "\n")
+    elif args.command == "_prune_memory":
+        sys.stdout.write(json.dumps(measure_prune_memory(args)) + "\n")
     elif args.command == "calibrate":
         calibrate(args)
     else:

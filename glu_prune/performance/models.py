@@ -39,21 +39,21 @@ class PerfModels:
         self.cache = VariantCache(device=device, dtype=dtype, weights="local",
                                   model_dir=model_dir)
 
-        self._reference: PerfModel | None = None
+        self._level_zero: PerfModel | None = None
 
     def get(self, v: PerfVariant) -> PerfModel:
         """The built variant ``v`` (reused when it is the current one)."""
         built = self.cache.get(v.id, num_layers=v.layers)
         return PerfModel(v, built.model, built.report, built.weights)
 
-    def reference(self, v: PerfVariant) -> PerfModel:
+    def level_zero(self, v: PerfVariant) -> PerfModel:
         """The unpruned model of ``v``'s shape and depth, resident beside ``v``.
 
         Level 0 is the cache's base model itself, so holding it costs no memory; it is
         built once per model and depth.
         """
         ref = replace(v, pct=0, round_to=1)
-        if self._reference is None or self._reference.variant.key != ref.key:
-            self._reference = None  # let the previous model's base go first
-            self._reference = self.get(ref)
-        return self._reference
+        if self._level_zero is None or self._level_zero.variant.key != ref.key:
+            self._level_zero = None  # let the previous model's base go first
+            self._level_zero = self.get(ref)
+        return self._level_zero

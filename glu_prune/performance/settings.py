@@ -68,11 +68,11 @@ class PerfVariant:
         return f"{self.slug}-{self.layers}l"
 
     @property
-    def is_reference(self) -> bool:
+    def is_level_zero(self) -> bool:
         return self.pct == 0
 
     @property
-    def reference_group(self) -> tuple[str, int]:
+    def level_zero_group(self) -> tuple[str, int]:
         return (self.model, self.layers)
 
 

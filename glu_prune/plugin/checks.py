@@ -18,7 +18,8 @@ import torch
 
 from glu_prune.catalog.benchmarks import BENCHMARK_SETS
 from glu_prune.catalog.models import MODELS
-from glu_prune.core.importance import SCORERS
+from glu_prune.core.calibration_data import source_from_name
+from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.judging import DeviceInfo, Tolerance
 
@@ -86,6 +87,7 @@ def check_options(get: Get, rootdir: Path, cwd: Path) -> None:
     naming the option; ``get`` returns ``None`` for an option that is unset."""
     models = check_models(get("--glu-models"))
     check_methods(get("--glu-methods"))
+    check_calibration(get)
     check_levels(get("--glu-levels"), models)
     _int_list("--glu-round-to", get("--glu-round-to"), 1)
     check_device(get("--glu-device"))
@@ -125,11 +127,26 @@ def check_models(text: str | None) -> list[str]:
 
 
 def check_methods(text: str | None) -> None:
-    """Every entry is a registered importance method."""
+    """Every entry is a registered importance method (weight-only or calibration-based)."""
     for name in _items(text):
-        if name not in SCORERS:
-            raise BadOption("--glu-methods", text, f"methods {', '.join(sorted(SCORERS))}",
+        if name not in known_methods():
+            raise BadOption("--glu-methods", text, f"methods {', '.join(known_methods())}",
                             f"unknown method {name!r}")
+
+
+def check_calibration(get: Get) -> None:
+    """The calibration data of data-driven methods: a known source and sane sizes."""
+    source = get("--glu-calib-source")
+    if source is not None:
+        try:
+            source_from_name(source)
+        except ValueError as exc:
+            raise BadOption("--glu-calib-source", source, str(exc).split("; valid: ")[-1],
+                            "unknown source") from None
+    _int_at_least("--glu-calib-sequences", get("--glu-calib-sequences"), 1)
+    _int_at_least("--glu-calib-length", get("--glu-calib-length"), 2)
+    _int_at_least("--glu-calib-batch-size", get("--glu-calib-batch-size"), 1)
+    _int_at_least("--glu-calib-seed", get("--glu-calib-seed"), 0)
 
 
 def check_levels(text: str | None, models: list[str]) -> None:

@@ -16,7 +16,7 @@ from glu_prune.judging import (UPDATE_FLAG, Check, JudgingError, QualityBaseline
                                Verdict, judge)
 from glu_prune.judging.quality_store import baseline_path, mismatch_help
 from glu_prune.judging.verdict import no_baseline_message
-from glu_prune.plugin.quality import EvalSession, _eval_params, last_evaluation_of_variant
+from glu_prune.plugin.quality import EvalSession, eval_params, last_evaluation_of_variant
 from glu_prune.plugin.records import emit
 from glu_prune.results import Record
 
@@ -175,7 +175,7 @@ def judge_for(request: pytest.FixtureRequest, session: EvalSession) -> Judge:
     """Build the ``glu_eval`` fixture value; skips early when the baseline has no entry.
     After the variant's last evaluation test the session releases its runner."""
     judge_ = Judge(session, request)
-    vid, bench = _eval_params(request.node)
+    vid, bench = eval_params(request.node)
     if vid is not None and bench is not None:
         def release_after_last() -> None:
             if last_evaluation_of_variant(request.node):

@@ -7,12 +7,15 @@ Only the plugin's glue reads options; everything else gets values or objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from glu_prune.core.calibration_data import (CalibrationSettings, settings_for,
+                                              source_from_name)
+from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.evaluation import EvalSettings
 from glu_prune.judging import UPDATE_FLAG, Tolerance
@@ -26,9 +29,10 @@ PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """All 24 ``--glu-*`` options, in one group (each help ends with its default)."""
+    """All 29 ``--glu-*`` options, in one group (each help ends with its default)."""
     group = parser.getgroup("glu-prune", "GLU width pruning suite")
     _what_to_run(group)
+    _calibration(group)
     _evaluation(group)
     _latency_and_energy(group)
     group.addoption("--glu-report", default="results", metavar="DIR",
@@ -44,8 +48,9 @@ def _what_to_run(group: Any) -> None:
                     help="comma list of registered models to run "
                          "(default: all registered models)")
     group.addoption("--glu-methods", default="maw",
-                    help="comma list of importance methods: maw, vow, pon, l2, random "
-                         "(default: maw)")
+                    help=f"comma list of importance methods: {', '.join(known_methods())}; "
+                         f"act, wanda_sp, flap and maw_hybrid score by activations on "
+                         f"calibration data, see --glu-calib-* (default: maw)")
     group.addoption("--glu-levels", default=None,
                     help="comma list of pruning percentages (default: each model's levels)")
     group.addoption("--glu-round-to", default="1",
@@ -58,6 +63,26 @@ def _what_to_run(group: Any) -> None:
                          f"(default: hub ids)")
     group.addoption("--glu-device", default=None,
                     help="torch device for the suite (default: cuda when available, else cpu)")
+
+
+def _calibration(group: Any) -> None:
+    defaults = CalibrationSettings()
+    group.addoption("--glu-calib-source", default=None,
+                    help="calibration text of data-driven methods: tinycorpus (the tiny "
+                         "world's training generator), c4 (C4's English validation shard, "
+                         "never an evaluation set) or a local text file (default: tinycorpus "
+                         "for the tiny models, c4 otherwise; instruct models read it through "
+                         "their chat template)")
+    group.addoption("--glu-calib-sequences", type=int, default=None,
+                    help=f"calibration sequences (default: {defaults.n_sequences})")
+    group.addoption("--glu-calib-length", type=int, default=None,
+                    help=f"tokens per calibration sequence (default: {defaults.seq_len}; "
+                         f"256 for the tiny models, their training context)")
+    group.addoption("--glu-calib-batch-size", type=int, default=None,
+                    help=f"calibration sequences per forward pass; part of the identity, as "
+                         f"maw_hybrid sums per-batch norms (default: {defaults.batch_size})")
+    group.addoption("--glu-calib-seed", type=int, default=None,
+                    help=f"seed of the calibration text's sampling (default: {defaults.seed})")
 
 
 def _evaluation(group: Any) -> None:
@@ -139,6 +164,12 @@ class Options:
     plots: bool
     verbose: int
     raw: dict[str, Any]  # the glu_* values as given (results.json's "options")
+    # --glu-calib-* given, as CalibrationSettings fields; the rest are each model's defaults
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def calibration_for(self, model: str) -> CalibrationSettings:
+        """The calibration settings of ``model``'s data-driven variants."""
+        return settings_for(model, **self.calibration)
 
     @classmethod
     def read(cls, config: pytest.Config) -> Options:
@@ -172,4 +203,15 @@ class Options:
             perf_tolerance=get("--glu-perf-tolerance"), device_name=get("--glu-device-name"),
             report_dir=Path(cwd, get("--glu-report")), plots=bool(get("--glu-plots")),
             verbose=option.get("verbose", 0) or 0,
-            raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")})
+            raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")},
+            calibration=_calibration_overrides(get))
+
+
+def _calibration_overrides(get: Get) -> dict[str, Any]:
+    """The --glu-calib-* values given, by CalibrationSettings field."""
+    given = {"source": get("--glu-calib-source"), "n_sequences": get("--glu-calib-sequences"),
+             "seq_len": get("--glu-calib-length"), "batch_size": get("--glu-calib-batch-size"),
+             "seed": get("--glu-calib-seed")}
+    if given["source"] is not None:
+        given["source"] = source_from_name(given["source"])
+    return {k: v for k, v in given.items() if v is not None}

@@ -132,8 +132,8 @@ class PerfContext:
     def _separate_speedup(self, v: PerfVariant, row: Row) -> float | None:
         """Speedup over the unpruned model's own test earlier in this run (measured apart:
         the way it was done before rounds were paired)."""
-        key = (v.reference_group, row.benchmark, row.metric)
-        if v.is_reference:
+        key = (v.level_zero_group, row.benchmark, row.metric)
+        if v.is_level_zero:
             self.references[key] = row.value
         ref = self.references.get(key)
         if ref is None or ref <= 0 or row.value <= 0:

@@ -111,7 +111,7 @@ class EvalSession:
         self.outcomes = {}
 
 
-def _eval_params(item: pytest.Item) -> tuple[Any, Benchmark | None]:
+def eval_params(item: pytest.Item) -> tuple[Any, Benchmark | None]:
     """(variant id, benchmark) of an accuracy/perplexity test; benchmark None otherwise."""
     params = getattr(getattr(item, "callspec", None), "params", {})
     bench = next((params[p] for p in PARAM_BY_KIND.values() if p in params), None)
@@ -122,10 +122,10 @@ def last_evaluation_of_variant(item: pytest.Item) -> bool:
     """Whether no later test of this session evaluates ``item``'s variant (its tests run
     together, so its runner can be released when this one ends)."""
     items = item.session.items
-    vid = _eval_params(item)[0]
+    vid = eval_params(item)[0]
     try:
         later = items[items.index(item) + 1:]
     except ValueError:  # not a collected item (run by hand): keep nothing resident
         return True
-    return not any(_eval_params(i)[1] is not None and _eval_params(i)[0] == vid
+    return not any(eval_params(i)[1] is not None and eval_params(i)[0] == vid
                    for i in later)

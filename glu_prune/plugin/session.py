@@ -37,7 +37,8 @@ class GluSession:
         self.config = config
         self.opts = opts
         self.variants = variants
-        self.cache = VariantCache(device=opts.device, model_dir=opts.models_dir)
+        self.cache = VariantCache(device=opts.device, model_dir=opts.models_dir,
+                                  calibration=opts.calibration_for)
         self.builds = BuildCounter()
         self.worker = hasattr(config, "workerinput")
         # the controller writes the results; xdist workers only send records
@@ -66,7 +67,7 @@ class GluSession:
         config.addinivalue_line("markers", XDIST_GROUP_MARKER)
         try:
             variants = select_variants(opts.models or all_model_names(), opts.methods,
-                                       opts.levels, opts.round_tos)
+                                       opts.levels, opts.round_tos, opts.calibration_for)
         except (KeyError, ValueError) as exc:
             raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
         return cls(config, opts, variants)

@@ -58,7 +58,7 @@ def columns_of(records: Sequence[Record]) -> list[tuple[str, str]]:
     return sorted(cols, key=lambda c: (benchmark_key(model, c[0]), metric_key(model, *c)))
 
 
-def _split_primary(cols: list[tuple[str, str]]) -> tuple[list, list]:
+def split_primary(cols: list[tuple[str, str]]) -> tuple[list, list]:
     """(first metric of each benchmark, the other metrics): one column per benchmark keeps
     the main table readable; the rest get their own table."""
     primary, seen = [], set()
@@ -73,12 +73,12 @@ def several_methods(records: Sequence[Record]) -> bool:
     return len({r.method for r in records if r.pct}) > 1
 
 
-def _reference(records: Sequence[Record]) -> dict[tuple[str, str], Record]:
+def level_zero_records(records: Sequence[Record]) -> dict[tuple[str, str], Record]:
     """Level-0 record per (benchmark, metric): what every change is measured against."""
     return {(r.benchmark, r.metric): r for r in records if r.pct == 0}
 
 
-def _by_variant(records: Sequence[Record]) -> dict[VariantKey, dict[tuple[str, str], Record]]:
+def by_variant(records: Sequence[Record]) -> dict[VariantKey, dict[tuple[str, str], Record]]:
     rows: dict[VariantKey, dict[tuple[str, str], Record]] = {}
     for r in sort_records(records):
         rows.setdefault(variant_key(r), {})[(r.benchmark, r.metric)] = r
@@ -90,8 +90,8 @@ def chance_benchmarks(records: Sequence[Record]) -> list[str]:
     recs = [r for r in records if r.kind in QUALITY_KINDS]
     if not recs:
         return []
-    refs = _reference(recs)
-    main = _split_primary(columns_of(recs))[0]
+    refs = level_zero_records(recs)
+    main = split_primary(columns_of(recs))[0]
     return [b for b, m in main if at_chance(refs.get((b, m)))]
 
 
@@ -99,7 +99,7 @@ def benchmark_changes(records: Sequence[Record]) -> dict[VariantKey, dict[str, f
     """Per variant: benchmark -> mean quality change over its metrics (vs level 0, else
     vs baseline). Level 0 itself is left out, and so are benchmarks at chance at level 0."""
     recs = [r for r in records if r.kind in QUALITY_KINDS]
-    refs, noise = _reference(recs), set(chance_benchmarks(recs)) if recs else set()
+    refs, noise = level_zero_records(recs), set(chance_benchmarks(recs)) if recs else set()
     out: dict[VariantKey, dict[str, list[float]]] = {}
     for r in recs:
         if not r.pct or r.benchmark in noise:

@@ -56,7 +56,7 @@ def _direction_mark(r: Record, ref: float) -> str:
     return f" {BETTER if better else WORSE}"
 
 
-def _fmt_change(r: Record, ref: float) -> str:
+def fmt_change(r: Record, ref: float) -> str:
     if r.kind == "accuracy" and abs(r.value) <= 1 and abs(ref) <= 1:
         text = f"{100 * (r.value - ref):+.1f}"  # points
     elif not ref:

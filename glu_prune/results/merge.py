@@ -12,9 +12,9 @@ from typing import Any, Iterable
 from glu_prune.results.files import load_document
 from glu_prune.results.lookup import dedupe
 from glu_prune.results.record import QUALITY_KINDS, Record
-from glu_prune.results.runs import _RECORD_SETTINGS, _hashable
+from glu_prune.results.runs import RECORD_SETTINGS, hashable
 
-SCORE_SETTINGS = tuple(name for name, _, _ in _RECORD_SETTINGS) + ("lm-eval version", "dtype")
+SCORE_SETTINGS = tuple(name for name, _, _ in RECORD_SETTINGS) + ("lm-eval version", "dtype")
 
 
 def score_settings(records: list[Record], runs: list[dict[str, Any]]) -> dict[str, set]:
@@ -27,15 +27,15 @@ def score_settings(records: list[Record], runs: list[dict[str, Any]]) -> dict[st
     """
     values: dict[str, set] = defaultdict(set)
     quality = [r for r in records if r.kind in QUALITY_KINDS]
-    for name, key, option in _RECORD_SETTINGS:
-        from_records = {_hashable(r.extra[key]) for r in quality if key in r.extra}
-        from_runs = {_hashable((run.get("options") or {}).get(option)) for run in runs
+    for name, key, option in RECORD_SETTINGS:
+        from_records = {hashable(r.extra[key]) for r in quality if key in r.extra}
+        from_runs = {hashable((run.get("options") or {}).get(option)) for run in runs
                      if option in (run.get("options") or {})}
         values[name] |= from_records or (from_runs if quality else set())
     if quality:
         values["lm-eval version"] |= {((run.get("environment") or {}).get("versions") or {})
                                       .get("lm-eval") for run in runs}
-    values["dtype"] |= {_hashable(r.extra["dtype"]) for r in records if "dtype" in r.extra}
+    values["dtype"] |= {hashable(r.extra["dtype"]) for r in records if "dtype" in r.extra}
     return {name: v for name, v in values.items() if v}
 
 

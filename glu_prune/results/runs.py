@@ -18,12 +18,12 @@ from glu_prune.results.record import QUALITY_KINDS, SPEED_KINDS, Record
 # Settings that change scores, as (name shown, record extra key, run option). Shards
 # measured under different values are not one table: a limit of 100 examples and the
 # full test set differ by more than the tolerance on their own.
-_RECORD_SETTINGS = (("limit", "limit", "glu_limit"),
+RECORD_SETTINGS = (("limit", "limit", "glu_limit"),
                     ("chat template", "chat_template", "glu_chat_template"),
                     ("batch size", "batch_size", "glu_batch_size"))
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
@@ -72,11 +72,11 @@ def _conditions(r: Record, runs: dict[str, dict[str, Any]]) -> tuple[str, tuple]
     if r.kind in QUALITY_KINDS:
         env = (runs.get(run_of(r) or "") or {}).get("environment") or {}
         version = (env.get("versions") or {}).get("lm-eval")
-        names = tuple(name for name, _, _ in _RECORD_SETTINGS) + ("lm-eval version",)
-        values = tuple(_hashable(r.extra.get(key)) for _, key, _ in _RECORD_SETTINGS)
+        names = tuple(name for name, _, _ in RECORD_SETTINGS) + ("lm-eval version",)
+        values = tuple(hashable(r.extra.get(key)) for _, key, _ in RECORD_SETTINGS)
         return "quality", tuple(zip(names, values + (version,), strict=True))
     if r.kind in SPEED_KINDS:
-        return "speed", tuple((k, _hashable(r.extra.get(k))) for k in _PERF_CONDITIONS)
+        return "speed", tuple((k, hashable(r.extra.get(k))) for k in _PERF_CONDITIONS)
     return r.kind, ()
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from glu_prune.results.analysis import (VariantKey, _by_variant, _reference, _split_primary,
+from glu_prune.results.analysis import (VariantKey, by_variant, level_zero_records, split_primary,
                                         at_chance, chance_label, columns_of, group_means,
                                         several_methods, variant_key)
-from glu_prune.results.format import ARROWS, MARKS, Table, _fmt_change, fmt_value, level_label
+from glu_prune.results.format import ARROWS, MARKS, Table, fmt_change, fmt_value, level_label
 from glu_prune.results.lookup import architecture, chance_level, sort_records
 from glu_prune.results.record import QUALITY_KINDS, Record
 from glu_prune.results.runs import run_of
@@ -138,9 +138,9 @@ def _cell(r: Record | None, ref: Record | None, runs: Runs = NO_RUNS) -> str:
     if r.pct == 0 or (chance and (ref is None or at_chance(ref))):
         pass  # the reference itself, or noise at chance on both sides
     elif ref is not None:
-        text += f" ({_fmt_change(r, ref.value)})"
+        text += f" ({fmt_change(r, ref.value)})"
     elif r.baseline is not None:
-        text += f" (~{_fmt_change(r, r.baseline)})"
+        text += f" (~{fmt_change(r, r.baseline)})"
     if chance:
         text += f" {chance_label(r)}"
     return text + MARKS.get(r.verdict or "", "") + runs.mark(r)
@@ -151,13 +151,13 @@ def capability_table(records: Sequence[Record], primary: bool = True,
     """One row per level, one column per benchmark (its first metric in registry order;
     ``primary=False``: the other metrics); cell = value, change and marks."""
     recs = [r for r in records if r.kind in QUALITY_KINDS]
-    cols = _split_primary(columns_of(recs))[0 if primary else 1] if recs else []
+    cols = split_primary(columns_of(recs))[0 if primary else 1] if recs else []
     if not cols:
         return [], []
-    refs, several = _reference(recs), several_methods(recs)
+    refs, several = level_zero_records(recs), several_methods(recs)
     directions = {(r.benchmark, r.metric): r.direction for r in recs}
     rows = []
-    for key, cells in _by_variant(recs).items():
+    for key, cells in by_variant(recs).items():
         shown = [cells[c] for c in cols if c in cells]
         marks = {runs.mark(r) for r in shown}
         one_run = len(marks) == 1  # a row from one run names it once, in its label

@@ -45,9 +45,9 @@ def _sizes(built: Any) -> tuple[int, int]:
     return built.report.intermediate_size_before, built.report.intermediate_size_after
 
 
-def _reference(ctx: Any, built: Any) -> Any:
+def level_zero_model(ctx: Any, built: Any) -> Any:
     """The unpruned model to pair rounds with (None for the unpruned model itself)."""
-    return None if built.variant.is_reference else ctx.models.reference(built.variant)
+    return None if built.variant.is_level_zero else ctx.models.level_zero(built.variant)
 
 
 def _group(name: str, built: Any) -> str:
@@ -58,7 +58,7 @@ def test_ttft(perf_model, prompt_len, perf_context, benchmark, request):
     """Prefill of ``prompt_len`` tokens at batch 1, logits for the last position only."""
     s, cfg = perf_context.settings, perf_model.config
     ids = random_prompt(1, prompt_len, cfg.vocab_size, s.device)
-    ref = _reference(perf_context, perf_model)
+    ref = level_zero_model(perf_context, perf_model)
     benchmark.group = _group(f"ttft@{prompt_len}", perf_model)
     _, speedup = run_paired(benchmark, Call(prefill, (perf_model.model, ids)),
                             ref and Call(prefill, (ref.model, ids)),
@@ -92,7 +92,7 @@ def test_tpot(perf_model, perf_context, benchmark, request):
     ids = random_prompt(1, s.decode_prompt_len, cfg.vocab_size, s.device)
     steps = s.new_tokens - 1  # the prefill yields the first new token
     start = start_decode(perf_model.model, ids)
-    ref = _reference(perf_context, perf_model)
+    ref = level_zero_model(perf_context, perf_model)
     ref_start = ref and start_decode(ref.model, ids)
     benchmark.group = _group("tpot", perf_model)
     last, speedup = run_paired(
@@ -116,7 +116,7 @@ def test_throughput(perf_model, perf_context, benchmark, request):
     s, cfg = perf_context.settings, perf_model.config
     ids = random_prompt(s.batch, s.decode_prompt_len, cfg.vocab_size, s.device)
     gen_config = fixed_length_config(perf_model.model, s.new_tokens)
-    ref = _reference(perf_context, perf_model)
+    ref = level_zero_model(perf_context, perf_model)
     benchmark.group = _group(f"throughput@b{s.batch}", perf_model)
     out, speedup = run_paired(
         benchmark, Call(generate, (perf_model.model, ids, gen_config)),
@@ -149,7 +149,7 @@ def test_mlp_block(mlp_variant, perf_context, benchmark, request):
     n = get_model_spec(mlp_variant.model).intermediate_size
     block = mlp_block(hidden, k, s.torch_dtype, s.device)
     x = torch.randn(1, MLP_BLOCK_TOKENS, hidden, dtype=s.torch_dtype, device=s.device)
-    ref = None if mlp_variant.is_reference else Call(
+    ref = None if mlp_variant.is_level_zero else Call(
         run_block, (mlp_block(hidden, n, s.torch_dtype, s.device), x))
     benchmark.group = f"mlp@T{MLP_BLOCK_TOKENS} {mlp_variant.model}"
     # At least the whole-model rounds: the block is cheap and the ratios are the point.

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from glu_prune.judging import Tolerance
-from glu_prune.plugin.options import FLAGS, BadOption, check_options, parse_ppl_tol
+from glu_prune.plugin.options import (FLAGS, BadOption, Options, check_options,
+                                      parse_ppl_tol)
 
 
 def run_check(tmp_path: Path, **given) -> None:
@@ -57,6 +58,12 @@ BAD = [
     ({"glu_perf_dtype": "int8"}, r"--glu-perf-dtype=int8: valid: a torch floating dtype"),
     ({"glu_perf_tolerance": math.inf}, r"--glu-perf-tolerance=inf: valid: a finite number"),
     ({"glu_device_name": " / "}, r"--glu-device-name=' / ': valid: a name with letters"),
+    ({"glu_calib_source": "wikitext"}, r"--glu-calib-source=wikitext: unknown source; valid: "
+                                       r"tinycorpus, c4, or the path of an existing text file"),
+    ({"glu_calib_sequences": 0}, r"--glu-calib-sequences=0: valid: an integer >= 1"),
+    ({"glu_calib_length": 1}, r"--glu-calib-length=1: valid: an integer >= 2"),
+    ({"glu_calib_batch_size": 0}, r"--glu-calib-batch-size=0: valid: an integer >= 1"),
+    ({"glu_calib_seed": -1}, r"--glu-calib-seed=-1: valid: an integer >= 0"),
 ]
 
 
@@ -74,8 +81,32 @@ def test_good_values_pass(tmp_path):
               glu_batch_size=1, glu_z=0.0, glu_ppl_tol="wikitext=0.2,lambada_openai=0",
               glu_cache_dir="new/cache", glu_report="results", glu_prompt_lens="32,128",
               glu_new_tokens=2, glu_perf_rounds=1, glu_perf_layers=1,
-              glu_perf_dtype="bfloat16", glu_perf_tolerance=0.0, glu_device_name="ci-box")
+              glu_perf_dtype="bfloat16", glu_perf_tolerance=0.0, glu_device_name="ci-box",
+              glu_calib_source="tinycorpus", glu_calib_sequences=4, glu_calib_length=64,
+              glu_calib_batch_size=2, glu_calib_seed=3)
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_data_driven_methods_are_accepted(tmp_path):
+    run_check(tmp_path, glu_methods="maw,act,wanda_sp,flap,maw_hybrid")
+
+
+def test_calibration_options_reach_every_model_s_settings(tmp_path):
+    text = tmp_path / "calib.txt"
+    text.write_text("some calibration text\n" * 50)
+    values = {"--glu-calib-source": str(text), "--glu-calib-sequences": 4,
+              "--glu-calib-length": 64, "--glu-calib-seed": 3}
+    opts = Options.parse(lambda name: values.get(name, DEFAULTS.get(name)), tmp_path, tmp_path, {})
+    tiny, real = opts.calibration_for("tiny-llama"), opts.calibration_for("llama-3.2-1b-instruct")
+    assert (tiny.n_sequences, tiny.seq_len, tiny.seed, tiny.batch_size) == (4, 64, 3, 8)
+    assert tiny.source.tag == real.source.tag and real.chat_template and not tiny.chat_template
+    unset = Options.parse(lambda name: DEFAULTS.get(name), tmp_path, tmp_path, {})
+    assert unset.calibration_for("tiny-llama").tag == "c-tinycorpus-n128-l256-b8-s0"
+    assert unset.calibration_for("llama-3.2-1b").tag == "c-c4-n128-l2048-b8-s0"
+
+
+DEFAULTS = {"--glu-methods": "maw", "--glu-round-to": "1", "--glu-z": 2.0,
+            "--glu-report": "results", "--glu-perf-tolerance": 0.1, "--glu-batch-size": 1}
 
 
 def test_every_glu_option_is_checked_or_a_flag(pytestconfig, tmp_path):

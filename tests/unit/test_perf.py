@@ -134,9 +134,9 @@ def test_models_reuse_the_base_and_prune_a_copy():
     assert p0.model.config.intermediate_size == 512  # the base stays whole
     assert p0.model.config.num_hidden_layers == 2
     # the reference of a variant is the unpruned base itself, resident beside it
-    ref = models.reference(p40.variant)
+    ref = models.level_zero(p40.variant)
     assert ref.model is p0.model and ref.variant.key == "tiny-llama-maw-p0-2l"
-    assert models.reference(p40.variant) is ref  # built once per model and depth
+    assert models.level_zero(p40.variant) is ref  # built once per model and depth
 
 
 def test_decode_runs_exactly_its_steps_from_an_untouched_start(tiny):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from glu_prune.cli import build_parser
+from glu_prune.plugin.checks import check_methods
 
 ROOT = Path(__file__).parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -89,3 +90,15 @@ def test_every_command_exists(path, pytest_help):
                 assert (ROOT / words[1]).is_file(), f"{path.name}: missing {words[1]}"
                 checked += 1
     assert checked, f"{path.name}: no project command found"
+
+
+def test_nightly_can_compare_methods():
+    """The nightly's ``methods`` input reaches --glu-methods; its default and the comparison
+    its description suggests are valid method lists."""
+    nightly = _load(ROOT / ".github/workflows/nightly.yml")
+    methods = nightly["on"]["workflow_dispatch"]["inputs"]["methods"]
+    check_methods(methods["default"])
+    check_methods(re.search(r"e\.g\. (\S+)", methods["description"])[1])
+    assert "inputs.methods" in nightly["env"]["GLU_METHODS"]
+    accuracy = next(s for s in nightly["jobs"]["nightly"]["steps"] if s.get("id") == "accuracy")
+    assert '--glu-methods "$GLU_METHODS"' in accuracy["run"]
