@@ -109,19 +109,14 @@ def _rounded_legend(ax: Any, roundings: set[int], loc: str = "best") -> None:
     ax.legend(handles, labels, fontsize="small", ncols=2, loc=loc)
 
 
-def capability_figure(model: str, records: Sequence[Record]) -> Any:
-    """Each benchmark's relative change (%) against the expansion ratio (None: no data)."""
-    changes = benchmark_changes(records)
-    if not changes:
-        return None
+def _capability_panel(ax: Any, model: str, records: Sequence[Record],
+                      changes: dict, method: str | None, benches: Sequence[str]) -> None:
+    """One method's (or every series', when ``method`` is None) benchmark curves."""
     groups = {r.benchmark: r.group for r in records}
-    benches = sorted({b for c in changes.values() for b in c},
-                     key=lambda b: benchmark_key(model, b))
-    several = len({k[1] for k in changes}) > 1
-    fig, axes = _figure()
-    ax = axes[0][0]
-    for method, rt in _series(list(changes)):
-        keys = sorted(k for k in changes if (k[1], k[2]) == (method, rt))
+    for m, rt in _series(list(changes)):
+        if method is not None and m != method:
+            continue
+        keys = sorted(k for k in changes if (k[1], k[2]) == (m, rt))
         for bench in benches:
             pts = [] if rt > 1 else [(_ratio(model, 0.0, 1, records), 0.0)]  # level 0: 0
             pts += [(_ratio(model, k[0], rt, records), 100 * changes[k][bench])
@@ -131,15 +126,34 @@ def capability_figure(model: str, records: Sequence[Record]) -> Any:
                 continue
             base = {**style(_colour_index(model, bench, benches)),
                     "linestyle": "--" if groups.get(bench) == "robust" else "-"}
-            name = " ".join(filter(None, (bench, _series_name(method, rt, several))))
-            ax.plot(*zip(*pts), label=None if rt > 1 else name, **_drawn(rt > 1, base))
+            ax.plot(*zip(*pts), label=None if rt > 1 else bench, **_drawn(rt > 1, base))
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.invert_xaxis()  # left to right = more pruning
-    ax.set(xlabel="expansion ratio (intermediate / hidden)",
-           ylabel="relative change in quality, % (negative = worse)",
-           title=f"{model}: benchmarks vs expansion ratio (solid fragile, dashed robust)")
+    ax.set(xlabel="expansion ratio (intermediate / hidden)", title=method or "")
+
+
+def capability_figure(model: str, records: Sequence[Record]) -> Any:
+    """Each benchmark's relative change (%) against the expansion ratio, one panel per
+    importance method when several ran (one colour per benchmark in all); None: no data."""
+    changes = benchmark_changes(records)
+    if not changes:
+        return None
+    benches = sorted({b for c in changes.values() for b in c},
+                     key=lambda b: benchmark_key(model, b))
+    methods = sorted({k[1] for k in changes})
+    cols = min(2, len(methods))
+    fig, axes = _figure(math.ceil(len(methods) / cols), cols)
+    panels = [None] if len(methods) == 1 else methods
+    for i, method in enumerate(panels):
+        _capability_panel(axes[i // cols][i % cols], model, records, changes, method, benches)
+    for j in range(len(panels), axes.size):
+        axes[j // cols][j % cols].set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("relative change in quality, % (negative = worse)")
+    fig.suptitle(f"{model}: benchmarks vs expansion ratio (solid fragile, dashed robust)",
+                 fontsize="medium")
     _left_out_note(fig, records)
-    _rounded_legend(ax, {k[2] for k in changes}, loc="lower left")
+    _rounded_legend(axes[0][0], {k[2] for k in changes}, loc="lower left")
     return fig
 
 
@@ -158,7 +172,8 @@ def group_figure(model: str, records: Sequence[Record]) -> Any:
             pts += [(removed_pct(model, k[0], rt), 100 * m[group]) for k, m in means.items()
                     if (k[1], k[2]) == (method, rt) and group in m]
             if len(pts) > (0 if rt > 1 else 1):
-                base = {**style(g if rt == 1 and not several else 2 * s + g),
+                # several methods: one colour and marker per method, the line says the group
+                base = {**style(s if several else (g if rt == 1 else 2 * s + g)),
                         "linestyle": line}
                 name = " ".join(filter(None, (group, _series_name(method, rt, several))))
                 ax.plot(*zip(*pts), label=name, **_drawn(rt > 1, base))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import random
 import re
@@ -357,6 +359,43 @@ def tiny_world(levels=((0, 1), (40, 1), (40, 64))) -> list[Record]:
                 out.append(Record.of(tiny(pct, round_to=rt), b.name, m.key, value,
                                      kind=m.kind, direction=m.direction, group=b.group))
     return out
+
+
+def methods_world(methods=("maw", "flap", "wanda_sp")) -> list[Record]:
+    """tiny_world's records at level 0 and at 40 % by each method."""
+    base = tiny_world(levels=((0, 1),))
+    pruned = [dataclasses.replace(r, method=m, variant=tiny(40, m).slug, pct=40.0,
+                                  value=r.value * (0.9 - i / 20))
+              for i, m in enumerate(methods) for r in tiny_world(levels=((40, 1),))]
+    return base + pruned
+
+
+def test_several_methods_get_one_capability_panel_each():
+    pytest.importorskip("matplotlib")
+    from glu_prune.results.plots import capability_figure
+
+    fig = capability_figure("tiny-llama", methods_world())
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["flap", "maw", "wanda_sp"]
+    for ax in shown:  # every benchmark in every panel, one colour each, the same in all
+        assert len({line.get_color() for line in ax.get_lines()[:-1]}) == 13
+    colours = [[line.get_color() for line in ax.get_lines()] for ax in shown]
+    assert colours[0] == colours[1] == colours[2]
+
+
+def test_several_methods_keep_one_colour_per_method_in_the_group_chart():
+    pytest.importorskip("matplotlib")
+    from glu_prune.results.plots import group_figure
+
+    lines = labelled(group_figure("tiny-llama", methods_world()).axes[0])
+    by_method: dict[str, set] = {}
+    for line in lines:
+        group, method = line.get_label().split(" ", 1)
+        by_method.setdefault(method, set()).add((line.get_color(), line.get_marker()))
+        assert line.get_linestyle() == ("-" if group == "fragile" else "--")
+    assert sorted(by_method) == ["flap", "maw", "wanda_sp"]
+    assert all(len(looks) == 1 for looks in by_method.values())  # fragile, robust alike
+    assert len({next(iter(v)) for v in by_method.values()}) == 3
 
 
 def labelled(ax) -> list:
