@@ -4,13 +4,11 @@ weights of the exact shape).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
 
 import torch
 
-from glu_prune.core.prune import PruneReport
-from glu_prune.core.variants import VariantCache
+from glu_prune.core.variants import BuiltVariant, VariantCache
 from glu_prune.performance.settings import PerfVariant
 
 
@@ -18,17 +16,10 @@ from glu_prune.performance.settings import PerfVariant
 
 
 @dataclass
-class PerfModel:
-    """A built perf variant."""
+class PerfModel(BuiltVariant):
+    """A built variant with the perf axes (depth, dtype, shape) it was built for."""
 
-    variant: PerfVariant
-    model: Any
-    report: PruneReport
-    weights: str  # "pretrained" or "random"
-
-    @property
-    def config(self) -> Any:
-        return self.model.config
+    variant: PerfVariant | None = None  # always given; a default only because it comes last
 
 
 class PerfModels:
@@ -38,13 +29,13 @@ class PerfModels:
     def __init__(self, device: str, dtype: torch.dtype, model_dir: str | None = None):
         self.cache = VariantCache(device=device, dtype=dtype, weights="local",
                                   model_dir=model_dir)
-
         self._level_zero: PerfModel | None = None
 
     def get(self, v: PerfVariant) -> PerfModel:
         """The built variant ``v`` (reused when it is the current one)."""
         built = self.cache.get(v.id, num_layers=v.layers)
-        return PerfModel(v, built.model, built.report, built.weights)
+        return PerfModel(**{f.name: getattr(built, f.name) for f in fields(BuiltVariant)},
+                         variant=v)
 
     def level_zero(self, v: PerfVariant) -> PerfModel:
         """The unpruned model of ``v``'s shape and depth, resident beside ``v``.
