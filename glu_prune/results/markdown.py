@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from glu_prune.results.analysis import by_model, chance_benchmarks, count_line, regressions
 from glu_prune.results.format import level_label, render
 from glu_prune.results.lookup import benchmark_key, model_index
-from glu_prune.results.perf_tables import PERF_LEGEND, performance_tables
+from glu_prune.results.perf_tables import PERF_LEGEND, family, performance_tables
 from glu_prune.results.record import Record
 from glu_prune.results.tables import SECTIONS, Runs, architecture_table, group_table
 
@@ -80,11 +80,11 @@ def not_run_lines(model: str, records: Sequence[Record], runs: Sequence[dict[str
     """One line per reason selected tests of ``model`` did not run (skips whose variant
     and benchmark have no record, e.g. weights or baselines missing): how many tests,
     which benchmarks at which levels, and the reason."""
-    measured = {(r.variant, r.benchmark.split("@")[0]) for r in records}
+    measured = {(r.variant, family(r.benchmark)) for r in records}
     groups: dict[str, dict[str, set]] = {}
     for skip in (s for run in runs for s in run.get("skipped") or []):
         bench = str(skip.get("benchmark", ""))
-        if skip.get("model") != model or (skip.get("variant"), bench.split("@")[0]) in measured:
+        if skip.get("model") != model or (skip.get("variant"), family(bench)) in measured:
             continue
         group = groups.setdefault(_generic_reason(skip), defaultdict(set))
         group["tests"].add(skip.get("test") or "?")
@@ -120,13 +120,14 @@ def _model_section(model: str, recs: Sequence[Record], runs: Runs,
     lines += ["### Architecture", "",
               f"Same levels and architecture as {same} (above)." if same else arch, ""]
     architectures.setdefault(arch, model)
+    left_out = chance_benchmarks(recs)  # the group means' footnote
     for title, make in SECTIONS:
         table = make(recs, runs=runs)
         if table[1]:
             lines += [f"### {title}", "", render(table), ""]
-            if make is group_table and chance_benchmarks(recs):
+            if make is group_table and left_out:
                 lines += [f"Left out of the means (at chance at level 0): "
-                          f"{', '.join(chance_benchmarks(recs))}.", ""]
+                          f"{', '.join(left_out)}.", ""]
     perf = performance_tables(recs, runs)
     if perf:
         lines += ["### Performance", "", PERF_LEGEND, ""]

@@ -12,9 +12,10 @@ from typing import Any, Iterable
 from glu_prune.results.files import load_document
 from glu_prune.results.lookup import dedupe
 from glu_prune.results.record import QUALITY_KINDS, Record
-from glu_prune.results.runs import RECORD_SETTINGS, hashable
+from glu_prune.results.runs import (QUALITY_SETTINGS, RECORD_SETTINGS, hashable,
+                                    lm_eval_version_of)
 
-SCORE_SETTINGS = tuple(name for name, _, _ in RECORD_SETTINGS) + ("lm-eval version", "dtype")
+SCORE_SETTINGS = QUALITY_SETTINGS + ("dtype",)
 
 
 def score_settings(records: list[Record], runs: list[dict[str, Any]]) -> dict[str, set]:
@@ -33,8 +34,7 @@ def score_settings(records: list[Record], runs: list[dict[str, Any]]) -> dict[st
                      if option in (run.get("options") or {})}
         values[name] |= from_records or (from_runs if quality else set())
     if quality:
-        values["lm-eval version"] |= {((run.get("environment") or {}).get("versions") or {})
-                                      .get("lm-eval") for run in runs}
+        values["lm-eval version"] |= {lm_eval_version_of(run) for run in runs}
     values["dtype"] |= {hashable(r.extra["dtype"]) for r in records if "dtype" in r.extra}
     return {name: v for name, v in values.items() if v}
 

@@ -39,7 +39,8 @@ _PERF_NAMES = {"ttft": "TTFT median", "tpot": "TPOT median", "throughput": "toke
                "energy-decode": "J / decoded token"}
 
 
-def _family(benchmark: str) -> str:
+def family(benchmark: str) -> str:
+    """A speed benchmark's name without its ``@<condition>`` suffix."""
     return benchmark.split("@")[0]
 
 
@@ -51,7 +52,7 @@ def _one(records: Sequence[Record], key: str) -> str:
 
 def _workload(benchmark: str, records: Sequence[Record]) -> str:
     """What a speed table measured, in words (from the records' conditions)."""
-    fam = _family(benchmark)
+    fam = family(benchmark)
     get = {k: _one(records, k) for k in ("prompt_len", "batch", "new_tokens")}
     if not any(get.values()):
         return {"ttft": "TTFT (prefill)", "tpot": "TPOT (decode step)",
@@ -72,7 +73,7 @@ def _workload(benchmark: str, records: Sequence[Record]) -> str:
 
 
 def _depth(records: Sequence[Record], beside_params: bool) -> str | None:
-    if _family(records[0].benchmark) == "mlp":
+    if family(records[0].benchmark) == "mlp":
         return "one block, no model around it"
     layers, full = _one(records, "layers"), _one(records, "full_layers")
     if not layers or layers == full:
@@ -149,12 +150,12 @@ def performance_tables(records: Sequence[Record], runs: Runs = NO_RUNS
     if not recs:
         return []
     several = several_methods(recs)
-    out = []
+    out, ordered = [], sort_records(recs)
     for bench, metric in columns_of(recs):
-        rows = [r for r in sort_records(recs) if (r.benchmark, r.metric) == (bench, metric)]
+        rows = [r for r in ordered if (r.benchmark, r.metric) == (bench, metric)]
         ref = next((r for r in rows if r.pct == 0), None)
         arrow = ARROWS.get(rows[0].direction or "", "")
-        name = _PERF_NAMES.get(_family(bench), f"{bench} {metric}")
+        name = _PERF_NAMES.get(family(bench), f"{bench} {metric}")
         headers = ["level", f"{name} {arrow}".strip(), "q1-q3", "rounds", "outliers",
                    "speedup vs p0 [95 % CI]", "ideal", "measured / ideal", "vs baseline"]
         out.append((perf_conditions(bench, rows),

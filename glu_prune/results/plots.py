@@ -42,6 +42,16 @@ def _figure(rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
     return fig, fig.subplots(rows, cols, squeeze=False)
 
 
+def _panels(n: int) -> tuple[Any, list[Any]]:
+    """A figure with ``n`` panels, two a row (one when ``n`` is 1); spare axes hidden."""
+    cols = min(2, n)
+    fig, axes = _figure(math.ceil(n / cols), cols)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def style(index: int) -> dict[str, Any]:
     """Colour and marker of series ``index``: distinct for the first 15 series."""
     from matplotlib import colormaps
@@ -141,19 +151,16 @@ def capability_figure(model: str, records: Sequence[Record]) -> Any:
     benches = sorted({b for c in changes.values() for b in c},
                      key=lambda b: benchmark_key(model, b))
     methods = sorted({k[1] for k in changes})
-    cols = min(2, len(methods))
-    fig, axes = _figure(math.ceil(len(methods) / cols), cols)
     panels = [None] if len(methods) == 1 else methods
-    for i, method in enumerate(panels):
-        _capability_panel(axes[i // cols][i % cols], model, records, changes, method, benches)
-    for j in range(len(panels), axes.size):
-        axes[j // cols][j % cols].set_visible(False)
-    for row in axes:
-        row[0].set_ylabel("relative change in quality, % (negative = worse)")
+    fig, axes = _panels(len(panels))
+    for ax, method in zip(axes, panels):
+        _capability_panel(ax, model, records, changes, method, benches)
+    for ax in axes[::2]:  # the left column
+        ax.set_ylabel("relative change in quality, % (negative = worse)")
     fig.suptitle(f"{model}: benchmarks vs expansion ratio (solid fragile, dashed robust)",
                  fontsize="medium")
     _left_out_note(fig, records)
-    _rounded_legend(axes[0][0], {k[2] for k in changes}, loc="lower left")
+    _rounded_legend(axes[0], {k[2] for k in changes}, loc="lower left")
     return fig
 
 
@@ -233,13 +240,9 @@ def performance_figure(model: str, records: Sequence[Record]) -> Any:
     benches = [b for b in benches if any(r.pct for r in perf if r.benchmark == b)]
     if not benches:
         return None
-    cols = min(2, len(benches))
-    fig, axes = _figure(math.ceil(len(benches) / cols), cols)
-    for i, bench in enumerate(benches):
-        _speed_panel(axes[i // cols][i % cols], bench,
-                     [r for r in perf if r.benchmark == bench])
-    for j in range(len(benches), axes.size):
-        axes[j // cols][j % cols].set_visible(False)
+    fig, axes = _panels(len(benches))
+    for ax, bench in zip(axes, benches):
+        _speed_panel(ax, bench, [r for r in perf if r.benchmark == bench])
     whole = [r for r in perf if not r.benchmark.startswith("mlp")] or perf
     fig.suptitle(f"{model}: speedup vs unpruned (error bars: 95 % interval; thin: ideal)\n"
                  f"{measured_on(whole, beside_params=False)}", fontsize="medium")

@@ -21,6 +21,13 @@ from glu_prune.results.record import QUALITY_KINDS, SPEED_KINDS, Record
 RECORD_SETTINGS = (("limit", "limit", "glu_limit"),
                     ("chat template", "chat_template", "glu_chat_template"),
                     ("batch size", "batch_size", "glu_batch_size"))
+# ... and the lm-eval version of the run that measured them
+QUALITY_SETTINGS = tuple(name for name, _, _ in RECORD_SETTINGS) + ("lm-eval version",)
+
+
+def lm_eval_version_of(run: dict[str, Any] | None) -> str | None:
+    """The lm-eval version a run's environment names (None when it names none)."""
+    return (((run or {}).get("environment") or {}).get("versions") or {}).get("lm-eval")
 
 
 def hashable(value: Any) -> Any:
@@ -70,11 +77,9 @@ def _conditions(r: Record, runs: dict[str, dict[str, Any]]) -> tuple[str, tuple]
     """(quality | speed, the settings its number depends on): a record is only comparable
     with records of the same model measured under the same ones."""
     if r.kind in QUALITY_KINDS:
-        env = (runs.get(run_of(r) or "") or {}).get("environment") or {}
-        version = (env.get("versions") or {}).get("lm-eval")
-        names = tuple(name for name, _, _ in RECORD_SETTINGS) + ("lm-eval version",)
+        version = lm_eval_version_of(runs.get(run_of(r) or ""))
         values = tuple(hashable(r.extra.get(key)) for _, key, _ in RECORD_SETTINGS)
-        return "quality", tuple(zip(names, values + (version,), strict=True))
+        return "quality", tuple(zip(QUALITY_SETTINGS, values + (version,), strict=True))
     if r.kind in SPEED_KINDS:
         return "speed", tuple((k, hashable(r.extra.get(k))) for k in _PERF_CONDITIONS)
     return r.kind, ()

@@ -134,7 +134,7 @@ def _cell(r: Record | None, ref: Record | None, runs: Runs = NO_RUNS) -> str:
     if r is None:
         return "-"
     text = fmt_value(r)
-    chance = at_chance(r)
+    chance = chance_label(r)  # None unless the value is at (or below) chance
     if r.pct == 0 or (chance and (ref is None or at_chance(ref))):
         pass  # the reference itself, or noise at chance on both sides
     elif ref is not None:
@@ -142,7 +142,7 @@ def _cell(r: Record | None, ref: Record | None, runs: Runs = NO_RUNS) -> str:
     elif r.baseline is not None:
         text += f" (~{fmt_change(r, r.baseline)})"
     if chance:
-        text += f" {chance_label(r)}"
+        text += f" {chance}"
     return text + MARKS.get(r.verdict or "", "") + runs.mark(r)
 
 
