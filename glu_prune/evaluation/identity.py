@@ -137,6 +137,35 @@ def _task_config(task: Any) -> dict[str, Any]:
     return config
 
 
+def _functions(obj: Any) -> Iterator[Any]:
+    """Every function inside a task config (top level, and in lists and dicts)."""
+    if callable(obj) and not isinstance(obj, type):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _functions(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _functions(value)
+
+
+def _task_code(task: Any) -> list[str]:
+    """The whole source of every module a task's functions live in.
+
+    lm-eval's config records each function's own text only; a helper it calls (the tiny
+    ifeval's checks, a module constant) decides scores too, and an edit there must not be
+    served from the cache. A module with no source file is named instead.
+    """
+    sources = set()
+    for fn in _functions(task.config.to_dict(keep_callable=True)):
+        module = inspect.getmodule(fn)
+        try:
+            sources.add(inspect.getsource(module))
+        except (OSError, TypeError):
+            sources.add(f"module:{getattr(module, '__name__', None)}")
+    return sorted(sources)
+
+
 def _leaves(objects: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     """("group"|"task", object) for every group and leaf task under ``objects``."""
     from lm_eval.api.group import Group
@@ -161,7 +190,7 @@ def _hash_docs(h: Any, docs: Iterable[Any]) -> int:
 
 def task_fingerprint(objects: Iterable[Any], limit: int | None) -> str:
     """sha256 of loaded lm-eval tasks as they would run: each group's and leaf task's
-    resolved config (few-shot included), the evaluated documents after ``limit`` (lm-eval's
+    resolved config (few-shot included), the source of the modules its functions live in, the evaluated documents after ``limit`` (lm-eval's
     own selection) and, for few-shot tasks, the documents few-shot examples come from."""
     from lm_eval.evaluator_utils import get_sample_size
 
@@ -171,6 +200,7 @@ def task_fingerprint(objects: Iterable[Any], limit: int | None) -> str:
             h.update(f"group:{canonical_json(obj.to_dict())}\n".encode())
             continue
         h.update(f"task:{canonical_json(_task_config(obj))}\n".encode())
+        h.update(f"code:{canonical_json(_task_code(obj))}\n".encode())
         n = _hash_docs(h, (doc for _, doc in
                            obj.doc_iterator(limit=get_sample_size(obj, limit))))
         h.update(f"docs:{n}\n".encode())

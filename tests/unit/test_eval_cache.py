@@ -158,6 +158,18 @@ def test_task_fingerprint_follows_the_few_shot_documents_and_the_task_config(tas
     assert _fingerprint(MMLU, 3) != after_shots
 
 
+def test_task_fingerprint_follows_helpers_the_task_functions_call(tasks_copy):
+    """lm-eval records ifeval_process_results' own text; _words, which it calls through
+    _check, changes the scores just as much."""
+    ifeval = get_benchmark("tiny-llama", "ifeval")
+    before = _fingerprint(ifeval)
+    utils = tasks_copy / "utils.py"
+    old = 'return len(re.findall(r"\\w+", text))'
+    assert old in utils.read_text()
+    utils.write_text(utils.read_text().replace(old, 'return len(text.split())'))
+    assert _fingerprint(ifeval) != before
+
+
 def test_a_changed_data_set_is_never_served_from_the_cache(tiny_model, tasks_copy, tmp_path):
     """4 of the 8 wikitext twin documents removed: the old key served the n = 8 value."""
     model, tok = tiny_model
