@@ -20,7 +20,7 @@ from glu_prune.evaluation.identity import task_fingerprint
 from glu_prune.evaluation.settings import PYTHON_SEED, EvalSettings, MetricValue
 
 __all__ = ["EvalError", "TaskSource", "check_fewshot", "extract_metrics", "load_tasks",
-           "make_lm", "run_lm_eval", "run_tasks", "task_manager_for"]
+           "make_lm", "run_tasks", "task_manager_for"]
 
 
 class EvalError(RuntimeError):
@@ -140,18 +140,6 @@ def run_tasks(lm: Any, task_manager: Any, objects: Sequence[Any],
     return raw
 
 
-def run_lm_eval(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark],
-                settings: EvalSettings) -> dict[str, Any]:
-    """One lm-eval call over all ``benchmarks`` together (no cache); raw results.
-
-    The suite evaluates one benchmark at a time (``VariantRunner``); this combined call is
-    kept as the reference that ``benchmarks/eval_overhead.py`` measures it against.
-    """
-    tm = task_manager_for(benchmarks)
-    return run_tasks(make_lm(model, tokenizer, settings), tm, load_tasks(tm, benchmarks),
-                     settings)
-
-
 def _leaf_tasks(raw: dict[str, Any], name: str) -> list[str]:
     """Leaf task names under ``name`` (itself when it is a task)."""
     children = raw.get("group_subtasks", {}).get(name)
@@ -242,6 +230,3 @@ class TaskSource:
             # a cache miss right after runs these; one slot, so hits hold no data sets
             self._fresh = (key[:2], objects)
         return self._hashes[key]
-
-
-# ---------------------------------------------------------------- old import paths

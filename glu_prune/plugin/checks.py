@@ -113,7 +113,7 @@ def check_options(get: Get, rootdir: Path, cwd: Path) -> None:
 
 def _items(text: Any) -> list[str]:
     """A comma list's entries (an empty option means 'not given', as ``parse_list``)."""
-    return [x.strip() for x in str(text).split(",") if x.strip()] if text is not None else []
+    return parse_list(text) or []
 
 
 def check_models(text: str | None) -> list[str]:

@@ -466,3 +466,14 @@ def test_report_check_passes_without_regressions(tmp_path):
     write_results([r for r in study() if r.verdict != "regression"], tmp_path / "r",
                   [{"environment": {}}])
     assert main(["report", "check", str(tmp_path / "r/results.json")]) == 0
+
+
+def test_judging_and_results_name_the_same_outcomes_and_kinds():
+    """judging (which may not import results) keeps its own copy: a new outcome there
+    without a results verdict would make Record.of raise mid-run."""
+    from glu_prune.judging import verdict
+    from glu_prune.results import record
+
+    assert verdict.OUTCOMES == record.VERDICTS
+    assert (verdict.QUALITY_KINDS, verdict.SPEED_KINDS) == (record.QUALITY_KINDS,
+                                                            record.SPEED_KINDS)
