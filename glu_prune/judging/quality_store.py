@@ -263,8 +263,11 @@ class QualityBaselines:
         Given the baseline entry ``base`` (of variant ``slug``) and this run's ``measured``
         metrics, a run with no limit whose sample count differs from the baseline's is one
         too: the same settings on a different data set or revision measure something else.
+        Nothing is pinned for ``benchmark`` (no settings, hence no entries): no mismatch.
         """
-        stored = self.settings(benchmark) or {}
+        stored = self.settings(benchmark)
+        if stored is None:
+            return []
         out = []
         for key in MUST_MATCH:
             if stored.get(key) != run.get(key):

@@ -80,7 +80,7 @@ class Judge:
             pytest.fail(str(exc), pytrace=False)
         diffs = store.settings_mismatch(benchmark.name,
                                         run_settings(benchmark, self.session.settings, ""))
-        if diffs and store.settings(benchmark.name) is not None:
+        if diffs:
             pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
                         f"{mismatch_help(diffs)}", pytrace=False)
         return store
