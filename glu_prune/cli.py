@@ -44,6 +44,16 @@ def _sibling(out: Path, tag: str) -> Path:
     return out.parent / f".{out.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def usual_modes(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open`` gives (0666 less the umask):
+    transformers writes ``model.safetensors`` through a private temporary file (0600)."""
+    umask = os.umask(0)
+    os.umask(umask)  # reading the umask means setting it; put it straight back
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
 def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(tmp)`` on a new folder beside ``out``, then put it in ``out``'s place.
 
@@ -57,6 +67,7 @@ def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
     tmp.mkdir()  # not mkdtemp: a saved model keeps the umask's permissions, not 0700
     try:
         write(tmp)
+        usual_modes(tmp)
         if not out.exists():
             os.rename(tmp, out)
             return

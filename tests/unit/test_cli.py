@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -26,6 +28,20 @@ def test_prune_saves_model_tokenizer_report(tmp_path, capsys):
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     assert model.config.intermediate_size == 308
     assert "saved tiny-llama" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_files_take_the_umask_like_any_other_file(tmp_path, umask):
+    """transformers writes model.safetensors through a 0600 temporary file; the saved
+    variant's files all get 0666 less the umask, as the tokenizer and config already did."""
+    old = os.umask(umask)
+    try:
+        assert main(["prune", "tiny-llama", "--pct", "40", "--out", str(tmp_path / "v")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "v").iterdir()}
+    assert "model.safetensors" in modes
+    assert set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def report_layers(path) -> int:
