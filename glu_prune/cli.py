@@ -14,16 +14,20 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from tabulate import tabulate
 
 from glu_prune.console import quiet_libraries
-from glu_prune.core.importance import SCORERS
+from glu_prune.core.calibration import calibrate
+from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationFlag,
+                                              CalibrationSettings, calibration_overrides,
+                                              settings_for)
+from glu_prune.core.importance import known_methods, needs_calibration
 from glu_prune.catalog.models import MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
 from glu_prune.core.arithmetic import expansion_table, kept_count
-from glu_prune.core.prune import prune_glu_mlp
+from glu_prune.core.prune import PruneReport, prune_glu_mlp
 from glu_prune.results import (ReportLock, header_line, incomplete_banner, load_document,
                                markdown, merge, regressions, write_results)
 
@@ -114,17 +118,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out_dir(out, args.force)
     check_prune_level(args)
+    calibration = calibration_settings(args)  # checked before the model loads
     with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
         model, tok = load_model(args.model, weights=args.weights, model_dir=args.model_dir)
+    stats = None if calibration is None else calibrate(model, tok, calibration,
+                                                      progress=args.verbose)
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
-                           method=args.method, round_to=args.round_to, seed=args.seed)
+                           method=args.method, round_to=args.round_to, seed=args.seed,
+                           stats=stats)
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder)  # safetensors; tied embeddings stay tied
         if tok is not None:
             tok.save_pretrained(folder)
         (folder / "prune_report.json").write_text(json.dumps(
-            {"model": args.model, "weights": args.weights, **report.to_dict()}, indent=1))
+            {"model": args.model, "weights": args.weights, **report_fields(args, report)},
+            indent=1))
 
     try:
         with quiet_libraries(verbose=args.verbose):
@@ -136,6 +145,38 @@ def cmd_prune(args: argparse.Namespace) -> int:
                      f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
                      f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
     return 0
+
+
+def calib_option(flag: CalibrationFlag) -> str:
+    """The CLI's spelling of a calibration option: ``--calib-<name>``."""
+    return f"--calib-{flag.name}"
+
+
+def calibration_settings(args: argparse.Namespace) -> CalibrationSettings | None:
+    """The calibration data of a data-driven ``--method`` (None for weight-only ones);
+    ``--calib-*`` given with a weight-only method is an error, not silently ignored."""
+    given = calibration_overrides(lambda f: getattr(args, f"calib_{f.field}"), calib_option)
+    if not needs_calibration(args.method):
+        if given:
+            raise ValueError(f"{', '.join(sorted(_given_calib(args)))} given, but --method "
+                             f"{args.method} scores weights only; calibration-based methods: "
+                             f"{', '.join(m for m in known_methods() if needs_calibration(m))}")
+        return None
+    return settings_for(args.model, **given)
+
+
+def _given_calib(args: argparse.Namespace) -> list[str]:
+    return [calib_option(f) for f in CALIBRATION_FLAGS
+            if getattr(args, f"calib_{f.field}") is not None]
+
+
+def report_fields(args: argparse.Namespace, report: PruneReport) -> dict[str, Any]:
+    """The report's fields with both percentages named for what they are: the level asked
+    for and the share of neurons actually removed (k is whole: 40 % of 512 removes 204
+    neurons, 39.84 %; a rounding moves it further)."""
+    fields = report.to_dict()
+    return {"pct_requested": args.pct, "pct_removed": fields.pop("pct"),
+            "expansion_ratio_requested": args.expansion_ratio, **fields}
 
 
 def parse_levels(text: str) -> list[float]:
@@ -252,7 +293,13 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--pct", type=float, help="percentage of neurons to remove, in [0, 100)")
     how.add_argument("--expansion-ratio", type=float, help="target intermediate/hidden ratio")
-    p.add_argument("--method", default="maw", choices=sorted(SCORERS), help="(default: maw)")
+    p.add_argument("--method", default="maw", choices=known_methods(), metavar="METHOD",
+                   help=f"neuron importance: {', '.join(known_methods())}; act, wanda_sp, "
+                        f"flap and maw_hybrid score by activations on calibration data, see "
+                        f"--calib-* (default: maw)")
+    for flag in CALIBRATION_FLAGS:  # the plugin's --glu-calib-* options, one definition
+        p.add_argument(calib_option(flag), dest=f"calib_{flag.field}", default=None,
+                       type=None if flag.minimum is None else int, help=flag.help)
     p.add_argument("--round-to", type=int, default=1, help="round kept size (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method (default: 0)")
     p.add_argument("--weights", default="auto", choices=["auto", "random"],
