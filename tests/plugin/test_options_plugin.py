@@ -18,7 +18,7 @@ MARKING_CONFTEST = '''
 import pytest
 from pathlib import Path
 
-pytest_plugins = ["glu_prune.plugin"]
+# the glu-prune plugin loads as a pytest11 entry point
 
 
 @pytest.fixture
