@@ -13,6 +13,7 @@ from glu_prune.results.format import level_label, render
 from glu_prune.results.lookup import benchmark_key, model_index
 from glu_prune.results.perf_tables import PERF_LEGEND, family, performance_tables
 from glu_prune.results.record import Record
+from glu_prune.results.runs import failed_run
 from glu_prune.results.tables import SECTIONS, Runs, architecture_table, group_table
 
 LEGEND = """How to read these tables:
@@ -35,24 +36,36 @@ LEGEND = """How to read these tables:
 
 
 def incomplete_banner(runs: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per run that stopped before all its selected tests ran (empty when all
-    are complete): results.md opens with these, so a partial run never passes for a
-    whole one."""
+    """One line per run that stopped before all its selected tests ran or whose every test
+    failed (empty when none did): results.md opens with these, so a partial or failed run
+    never passes for a whole one."""
     labels = Runs(list(runs)).labels if len(runs) > 1 else {}
     lines = []
     for run in runs:
-        if run.get("complete", True):
-            continue
         tests = run.get("tests") or {}
         label = labels.get(run.get("id"))
         source = " ".join(filter(None, (label, f"({run['source']})" if run.get("source")
                                         else None)))
+        if failed_run(run):
+            lines.append(failed_banner(run, source))
+            continue
+        if run.get("complete", True):
+            continue
         lines.append(f"**INCOMPLETE RUN{' ' + source if source else ''}: "
                      f"{run.get('stopped') or 'stopped early'} after {tests.get('ran', '?')} "
                      f"of {tests.get('selected', '?')} selected tests.** Its records hold only "
                      f"what ran" + (f" (marked `{label}, incomplete`)" if label else "")
                      + "; rerunning its selection into this folder completes them.")
     return lines
+
+
+def failed_banner(run: dict[str, Any], source: str = "") -> str:
+    """The banner of a run whose every test failed or errored, with its first error."""
+    first = next(iter(run.get("failed") or []), None)
+    error = f" First: {first['test']}: {first['error']}" if first else ""
+    return (f"**FAILED RUN{' ' + source if source else ''}: all {run['tests']['ran']} tests "
+            f"that ran failed or errored, so it measured nothing that passed.**{error} "
+            f"Other records here come from earlier runs.")
 
 
 def _generic_reason(skip: dict[str, Any]) -> str:

@@ -87,13 +87,13 @@ def finish_run(raw: dict[str, list[Any]], out_dir: str | os.PathLike, run: dict[
 
     The folder accumulates (see ``runs.accumulate``): this run's records replace
     the earlier ones of the same measurement, the others stay, marked with their run and
-    age. Nothing is written when the run neither recorded a number nor skipped a suite
-    test. Returns the terminal summary lines and, when the results could not be
+    age. Nothing is written when the run neither recorded a number nor skipped or failed
+    a suite test (a run whose every suite test errored is written, marked FAILED RUN). Returns the terminal summary lines and, when the results could not be
     written, one error line (the run must then fail; see ``glu_prune.plugin.results``).
     """
     records, problems = collect(raw)
     out = Path(out_dir)
-    if not records and not run.get("skipped"):
+    if not records and not run.get("skipped") and not run.get("failed"):
         return problems + [f"no test recorded results: nothing written to {out_dir}"], None
     run = {**run, "id": run.get("id") or new_run_id(datetime.now(timezone.utc))}
     try:
