@@ -21,6 +21,7 @@ from glu_prune.performance.models import PerfModel, PerfModels
 from glu_prune.performance.settings import CONFIDENCE, PerfSettings, PerfVariant
 from glu_prune.performance.stats import Row
 from glu_prune.plugin.records import emit
+from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 from glu_prune.results import Record
 
 # keys of the judged row that are Record fields (the rest of the row goes to ``extra``)
@@ -75,6 +76,7 @@ class PerfContext:
     energy_unavailable: str = "no NVIDIA GPU/NVML"
     verdicts: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
     mismatches: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    require_baselines: bool = False  # no baseline: a failure, not a skip
 
     def finish(self, row: Row, built: PerfModel | PerfVariant, benchmark: Any,
                node: Any) -> dict[str, Any]:
@@ -192,12 +194,18 @@ class PerfContext:
         if key in self.mismatches:
             return self.mismatches[key]
         verdict = self.verdicts.get(key)
+        if self.require_baselines and self._absent(key):
+            return f"{self._absent(key)} [{REQUIRE_FLAG}: measuring nothing is a failure]"
         return verdict.message() if verdict is not None and verdict.failed else None
 
     def absent(self, judged: dict[str, Any]) -> str | None:
         """Why this judged row has no baseline to be compared with (the test skips), else
-        None (compared, pinned, or failing on other conditions)."""
+        None (compared, pinned, failing on other conditions, or failing because
+        ``--glu-require-baselines`` requires one)."""
         key = (judged["key"], judged["benchmark"], judged["metric"])
+        return None if self.require_baselines else self._absent(key)
+
+    def _absent(self, key: tuple[str, str, str]) -> str | None:
         verdict = self.verdicts.get(key)
         if key in self.mismatches or verdict is None or verdict.outcome != "no baseline":
             return None

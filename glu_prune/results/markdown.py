@@ -5,7 +5,7 @@ lines for what did not run.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Sequence
 
 from glu_prune.results.analysis import by_model, chance_benchmarks, count_line, regressions
@@ -64,8 +64,30 @@ def failed_banner(run: dict[str, Any], source: str = "") -> str:
     first = next(iter(run.get("failed") or []), None)
     error = f" First: {first['test']}: {first['error']}" if first else ""
     return (f"**FAILED RUN{' ' + source if source else ''}: all {run['tests']['ran']} tests "
-            f"that ran failed or errored, so it measured nothing that passed.**{error} "
-            f"Other records here come from earlier runs.")
+            f"that ran failed or errored, so it measured nothing.**{error} Any other "
+            f"records here come from earlier runs.")
+
+
+def skipped_line(run: dict[str, Any]) -> str:
+    """One line: how many of ``run``'s selected tests were skipped without measuring
+    anything, and why (the commonest reasons first), e.g. ``112 of 112 skipped: no
+    weights for llama-3.2-1b (offline)``; "" when none was."""
+    skipped = run.get("skipped") or []
+    if not skipped:
+        return ""
+    counts = Counter(_short(_generic_reason(s)) for s in skipped)
+    common = sorted(counts.items(), key=lambda rn: (-rn[1], rn[0]))[:3]
+    causes = [reason if len(counts) == 1 else f"{n} × {reason}" for reason, n in common]
+    if len(counts) > 3:
+        causes.append(f"{len(counts) - 3} other reason(s), see below")
+    selected = (run.get("tests") or {}).get("selected", "?")
+    return f"{len(skipped)} of {selected} skipped: {'; '.join(causes)}"
+
+
+def _short(reason: str) -> str:
+    """A skip reason's first clause (its fix follows after a ';'), at most 160 characters."""
+    first = reason.split("; ")[0]
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def _generic_reason(skip: dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ def test_a_run_whose_tests_all_error_marks_the_report_and_fails_report_check(
     res.stdout.no_fnmatch_line("*nothing written*")
     md = (pytester.path / "out" / "results.md").read_text()
     assert md.startswith("> **FAILED RUN r2: all 2 tests that ran failed or errored, so it "
-                         "measured nothing that passed.** First: test_s.py::test_accuracy"
+                         "measured nothing.** First: test_s.py::test_accuracy"
                          "[tiny-llama-maw-p0]: OSError: tiny-llama-maw-p0: model.safetensors "
                          "is corrupt")
     assert "| FAILED: all 2 tests failed or errored |" in md.replace("  ", "")

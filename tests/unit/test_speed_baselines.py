@@ -101,3 +101,13 @@ def test_two_pins_into_one_device_file_lose_nothing(tmp_path):
         assert p.exitcode == 0
     keys = set(json.loads((tmp_path / "test-cpu.json").read_text())["results"])
     assert keys == {"p0", "p10", "p40"} | {f"{n}-{i}" for n in ("p10", "p40") for i in range(15)}
+
+
+def test_require_baselines_makes_a_speed_test_without_baseline_fail(tmp_path):
+    v = PerfVariant("tiny-llama", 0, layers=4, full_layers=4)
+    ctx = PerfContext(resolve_settings(device="cpu"), None, SpeedBaselines.load(tmp_path, DEV),
+                      require_baselines=True)
+    rec = ctx.finish(Row("tpot", "tpot_s", 0.1, "s"), v, _bench(), _node())
+    assert ctx.absent(rec) is None
+    assert ctx.failure(rec).startswith("no baseline for this device")
+    assert ctx.failure(rec).endswith("[--glu-require-baselines: measuring nothing is a failure]")
