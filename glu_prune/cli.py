@@ -28,8 +28,8 @@ from glu_prune.catalog.models import MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
 from glu_prune.core.arithmetic import expansion_table, kept_count
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
-from glu_prune.results import (ReportLock, header_line, incomplete_banner, load_document,
-                               markdown, merge, regressions, write_results)
+from glu_prune.results import (ReportLock, failed_run, header_line, incomplete_banner,
+                               load_document, markdown, merge, regressions, write_results)
 
 LOG = logging.getLogger("glu_prune")
 
@@ -240,7 +240,8 @@ def cmd_report_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_report_check(args: argparse.Namespace) -> int:
-    """Regressions first, then the tables; exit 1 when any regression was flagged."""
+    """Regressions first, then the tables; exit 1 when any regression was flagged or a
+    run's every test failed or errored."""
     records, runs = load_document(args.results)
     regs = regressions(records)
     head = [f"**{len(regs)} regression(s) flagged**", ""] + [f"- {line}" for line in regs] \
@@ -252,7 +253,7 @@ def cmd_report_check(args: argparse.Namespace) -> int:
         with open(args.summary, "a", encoding="utf-8") as f:  # GitHub appends step summaries
             f.write(text)
     sys.stdout.write("\n".join(head) + "\n")
-    return 1 if regs else 0
+    return 1 if regs or any(failed_run(run) for run in runs) else 0
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -341,7 +342,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                         "(limit, chat template, batch size, lm-eval version, dtype); "
                         "results.md then names them (default: refuse)")
     m.set_defaults(func=cmd_report_merge)
-    c = rsub.add_parser("check", help="list regressions first; exit 1 when there are any")
+    c = rsub.add_parser("check", help="list regressions first; exit 1 when there are any "
+                            "or a run's every test failed")
     c.add_argument("results", metavar="RESULTS_JSON", help="a results.json")
     c.add_argument("--summary", default=None,
                    help="append regressions + tables to this markdown file, e.g. "

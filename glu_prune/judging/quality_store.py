@@ -12,24 +12,18 @@ compared. Files are written with sorted keys and indentation, so a diff reads we
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from glu_prune.catalog.benchmarks import Benchmark
 from glu_prune.core.importance import known_methods
 from glu_prune.core.variants import VariantId
 from glu_prune.evaluation import MetricValue, atomic_write_text
+from glu_prune.judging.locking import locked
 from glu_prune.judging.verdict import UPDATE_FLAG, Check, JudgingError, Subject
-
-try:
-    import fcntl
-except ImportError:  # no flock here: single-process updates are still safe
-    fcntl = None
 
 FORMAT = 1
 MUST_MATCH: tuple[str, ...] = ("task", "num_fewshot", "limit", "chat_template")
@@ -149,21 +143,6 @@ def mismatch_help(diffs: list[str]) -> str:
     return ("settings that change scores differ from the baseline's:\n  " + "\n  ".join(diffs)
             + f"\nrerun with the baseline's settings and data, or re-pin with {UPDATE_FLAG} "
               "(rewrites this benchmark's settings) and review the diff")
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Serialize read-modify-write of baseline files between xdist workers (POSIX)."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _round(x: float | None) -> float | None:
@@ -307,7 +286,7 @@ class QualityBaselines:
                                    f"{s.benchmark}.{s.metric}.value = {c.run.value!r} "
                                    f"(not a finite number)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path.parent):
+        with locked(self.path.parent):
             data = self._fresh()
             dropped: list[str] = []
             for c in checks:

@@ -2,13 +2,17 @@
 
 One JSON file per device, ``baselines/perf/<device-slug>.json``::
 
-    {"format": 1, "device": "NVIDIA H200", "driver": "570.86.15", "dtype": "bfloat16",
-     "provenance": {...},
-     "results": {"<variant key>": {"<benchmark>": {"<metric>": {"value": 0.0123, "unit": "s"}}}}}
+    {"format": 2, "device": "NVIDIA H200", "provenance": {...},
+     "results": {"<variant key>": {"<benchmark>": {"<metric>": {
+         "value": 0.0123, "unit": "s",
+         "conditions": {"new_tokens": 64, "prompt_len": 128, "batch": 1, "threads": 16,
+                        "dtype": "bfloat16", "layers": 16, "torch": "2.13.0",
+                        "cuda": "12.8", "device": "NVIDIA H200", "driver": "570.86.15"}}}}}}
 
-A run is compared only with a file of the same device and dtype; otherwise its numbers
-are recorded as having no baseline for this device. Speed on another machine says
-nothing about this one, so no file is shared between devices.
+Each value keeps the conditions it was measured under (everything that changes the
+number); a run under other conditions is never compared with it (``conditions_mismatch``).
+Speed on another machine says nothing about this one, so no file is shared between devices.
+Pins re-read and merge the file under a lock, so concurrent pins lose nothing.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ import torch
 
 from glu_prune.evaluation import MetricValue, atomic_write_text
 from glu_prune.judging.rules import DEFAULT_SPEED_TOLERANCE, Tolerance
-from glu_prune.judging.verdict import Check, JudgingError, Subject
+from glu_prune.judging.locking import locked
+from glu_prune.judging.verdict import UPDATE_FLAG, Check, JudgingError, Subject
 
 LOG = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: every value keeps its measuring conditions
 DEFAULT_TOLERANCE = DEFAULT_SPEED_TOLERANCE
 NO_BASELINE = "no baseline for this device"
 NO_VARIANT = "no baseline for this variant"
+OLD_FORMAT = (f"format {{found}} records no measuring conditions (new tokens, threads, ...), so "
+              f"its numbers cannot be compared; re-pin with {UPDATE_FLAG} and review the diff")
 
 
 @dataclass(frozen=True)
@@ -119,17 +126,31 @@ class SpeedBaselines:
     def load(cls, directory: str | Path, device: DeviceInfo, *,
              tolerance: float | Tolerance = DEFAULT_TOLERANCE,
              update: bool = False) -> SpeedBaselines:
-        """This device's baselines; a missing file or another dtype means none.
-        ``tolerance`` is a ``Tolerance`` or its ``speed_rel``."""
+        """This device's baselines (a missing file means none). ``tolerance`` is a
+        ``Tolerance`` or its ``speed_rel``. A file of an older format is refused with how
+        to re-pin, unless ``update`` (the pin replaces it)."""
         self = cls(Path(directory), device, _tolerance(tolerance), update)
         if self.path.is_file():
-            data = _read(self.path)
-            if data["dtype"] != device.dtype:
-                self.reason = (f"{NO_BASELINE} in {device.dtype} ({self.path.name} holds "
-                               f"{data['dtype']})")
-            else:
-                self.data = data
+            self.data = _read(self.path, replaceable=update)
         return self
+
+    def conditions_mismatch(self, subject: Subject, run: Mapping[str, Any]) -> str:
+        """One line naming the conditions under which ``subject``'s baseline was measured
+        that differ from this run's ``run`` conditions (baseline vs run), or ""."""
+        if self.data is None:
+            return ""
+        entry = self.data["results"].get(subject.variant, {}).get(subject.benchmark, {}).get(
+            subject.metric)
+        if entry is None:
+            return ""
+        pinned = entry["conditions"]
+        diffs = [f"{k} {pinned.get(k)!r} vs {run.get(k)!r}"
+                 for k in sorted(set(pinned) | set(run)) if pinned.get(k) != run.get(k)]
+        if not diffs:
+            return ""
+        return (f"{subject}: baseline measured under other conditions ({'; '.join(diffs)}; "
+                f"baseline vs this run) in {self.path}, so it is not compared: rerun under "
+                f"the baseline's conditions, or re-pin with {UPDATE_FLAG} and review the diff")
 
     def lookup(self, key: str, benchmark: str, metric: str) -> float | None:
         """The pinned value of one metric, or None."""
@@ -148,51 +169,75 @@ class SpeedBaselines:
         return self.reason if self.data is None else NO_VARIANT
 
     def pin(self, checks: Sequence[Check], settings: Mapping[str, Any] | None = None) -> str:
-        """Write the measured values of ``checks`` into this device's file now (other
-        entries kept). Returns "" (a speed pin changes nothing else)."""
+        """Write the measured values of ``checks``, measured under the conditions
+        ``settings``, into this device's file now: under a lock, the file is re-read and
+        merged (other entries, also those another run pinned meanwhile, kept).
+        Returns "" (a speed pin changes nothing else)."""
         for c in checks:
             s, value = c.subject, c.run.value
             if not (math.isfinite(value) and value > 0):
                 raise JudgingError(f"refusing to pin {s.variant}.{s.benchmark}.{s.metric} = "
                                    f"{value!r} (baselines must be finite numbers > 0)")
-        if self.data is None:
-            if self.path.is_file():
-                LOG.warning("%s holds another dtype; replacing it with %s baselines",
-                            self.path, self.device.dtype)
-            self.data = {"format": FORMAT, "device": self.device.name, "dtype": self.device.dtype,
-                         "driver": self.device.driver, "results": {},
-                         "provenance": {"source": "glu-prune perf run (--glu-update-baselines)"}}
-        self.data["driver"] = self.device.driver  # the driver the pinned numbers came from
-        for c in checks:
-            s = c.subject
-            entry = {"value": _round(c.run.value), "unit": c.unit}
-            self.data["results"].setdefault(s.variant, {}).setdefault(s.benchmark, {})[
-                s.metric] = entry
-        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        conditions = _conditions(settings or {})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(self.path.parent):
+            data = self._fresh()
+            for c in checks:
+                s = c.subject
+                entry = {"value": _round(c.run.value), "unit": c.unit, "conditions": conditions}
+                data["results"].setdefault(s.variant, {}).setdefault(s.benchmark, {})[
+                    s.metric] = entry
+            atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        self.data = data
         self.pinned += len(checks)
         return ""
+
+    def _fresh(self) -> dict[str, Any]:
+        """The file as it is on disk now (another run may have pinned), or a skeleton."""
+        data = _read(self.path, replaceable=True) if self.path.is_file() else None
+        if data is None:
+            data = {"format": FORMAT, "device": self.device.name, "results": {},
+                    "provenance": {"source": "glu-prune perf run (--glu-update-baselines)"}}
+        return data
+
+
+def _conditions(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able measuring conditions of a pin (scalars only)."""
+    out = {}
+    for k, v in settings.items():
+        if not (v is None or isinstance(v, (str, int, float, bool))):
+            raise JudgingError(f"measuring condition {k!r} must be a scalar, got {v!r}")
+        out[str(k)] = v
+    return out
 
 
 def _round(x: float) -> float:
     return float(f"{x:.6g}")  # six significant digits: timings are not more precise than that
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, replaceable: bool = False) -> dict[str, Any] | None:
+    """The checked file; None for an older format when ``replaceable`` (a pin replaces it)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise JudgingError(f"{path}: not readable JSON ({exc})") from exc
-    for name in ("format", "device", "dtype", "results"):
-        if name not in data:
+    if isinstance(data, dict) and data.get("format") != FORMAT and replaceable:
+        LOG.warning("%s: %s; replacing it", path, OLD_FORMAT.format(found=data.get("format")))
+        return None
+    for name in ("format", "device", "results"):
+        if not isinstance(data, dict) or name not in data:
             raise JudgingError(f"{path}: missing field {name!r}; expected "
-                               f"format, device, driver, dtype, results")
+                               f"format, device, provenance, results")
     if data["format"] != FORMAT:
-        raise JudgingError(f"{path}: format {data['format']!r} is not {FORMAT}")
+        raise JudgingError(f"{path}: {OLD_FORMAT.format(found=repr(data['format']))}")
     for key, benches in data["results"].items():
         for bench, metrics in benches.items():
             for metric, entry in metrics.items():
                 value = entry.get("value") if isinstance(entry, dict) else None
+                where = f"{path}: results.{key}.{bench}.{metric}"
                 if not isinstance(value, (int, float)) or not value > 0:
-                    raise JudgingError(f"{path}: results.{key}.{bench}.{metric}.value "
-                                       f"must be a number > 0, got {value!r}")
+                    raise JudgingError(f"{where}.value must be a number > 0, got {value!r}")
+                if not isinstance(entry.get("conditions"), dict):
+                    raise JudgingError(f"{where}.conditions must be an object of the measuring "
+                                       f"conditions, got {entry.get('conditions')!r}")
     return data

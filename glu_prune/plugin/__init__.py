@@ -20,7 +20,7 @@ from glu_prune.plugin.options import add_options
 from glu_prune.plugin.perf import PerfSuite
 from glu_prune.plugin.perf_session import PerfContext
 from glu_prune.plugin.records import Recorder, recorder_for
-from glu_prune.plugin.results import tag_skip
+from glu_prune.plugin.results import tag_outcome
 from glu_prune.plugin.session import SESSION_KEY, GluSession, session_of
 from glu_prune.plugin.skips import quiet_benchmark_xdist_warning, write_skip_summary
 from glu_prune.plugin.variants import check_selected_resources, order
@@ -70,7 +70,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
-    tag_skip(item, report)  # a skipped suite test's identity and reason
+    tag_outcome(item, report)  # a skipped or failed suite test's identity and reason
     return report
 
 

@@ -28,7 +28,7 @@ Get = Callable[[str], Any]  # option name -> value (None: not given)
 # Options with nothing to check (on/off flags); listed so a test can prove every --glu-*
 # option is either checked below or deliberately free.
 FLAGS: tuple[str, ...] = ("--glu-require-weights", "--glu-chat-template",
-                          "--glu-update-baselines")
+                          "--glu-update-baselines", "--glu-require-baselines")
 
 
 def parse_list(text: str | None, cast: Callable[[str], Any] = str) -> list | None:

@@ -18,6 +18,7 @@ from glu_prune.judging.quality_store import baseline_path, mismatch_help
 from glu_prune.judging.verdict import no_baseline_message
 from glu_prune.plugin.quality import EvalSession, eval_params, last_evaluation_of_variant
 from glu_prune.plugin.records import emit
+from glu_prune.plugin.unmeasured import unmeasured
 from glu_prune.results import Record
 
 LOG = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ class Judge:
         except JudgingError:
             return  # reported as a failure by check(), not as a setup error
         if store.entry_for(vid, benchmark.name) is None:
-            pytest.skip(no_baseline_message(vid.slug, benchmark.name, str(store.path),
-                                            store.why_absent(benchmark=benchmark.name)))
+            unmeasured(no_baseline_message(vid.slug, benchmark.name, str(store.path),
+                                           store.why_absent(benchmark=benchmark.name)),
+                       self.session.require_baselines)
 
     def check(self, variant: BuiltVariant, benchmark: Benchmark, kind: str) -> None:
         """Evaluate this benchmark (once per session), then judge its ``kind`` metrics
@@ -109,8 +111,9 @@ class Judge:
         a baseline."""
         found = store.entry_for(variant.id, benchmark.name)
         if found is None:
-            pytest.skip(no_baseline_message(variant.slug, benchmark.name, str(store.path),
-                                            store.why_absent(benchmark=benchmark.name)))
+            unmeasured(no_baseline_message(variant.slug, benchmark.name, str(store.path),
+                                           store.why_absent(benchmark=benchmark.name)),
+                       self.session.require_baselines)
         base_slug, base = found
         measured = {c.subject.metric: c.run for c in checks}
         diffs = store.settings_mismatch(benchmark.name, result.settings, base, measured,
@@ -134,9 +137,10 @@ class Judge:
             pytest.fail("\n".join(failures), pytrace=False)
         missing = [v.subject.metric for v in verdicts if v.outcome == "no baseline"]
         if len(missing) == len(checks):
-            pytest.skip(no_baseline_message(
+            unmeasured(no_baseline_message(
                 variant.slug, f"{benchmark.name} {', '.join(missing)}", str(store.path),
-                store.why_absent(benchmark=benchmark.name, metrics=missing)))
+                store.why_absent(benchmark=benchmark.name, metrics=missing)),
+                self.session.require_baselines)
 
     def _record(self, variant: BuiltVariant, benchmark: Benchmark, checks: list[Check],
                 verdicts: list[Verdict | str], result: BenchResult) -> None:

@@ -21,6 +21,7 @@ from glu_prune.evaluation import EvalSettings
 from glu_prune.judging import UPDATE_FLAG, Tolerance
 from glu_prune.plugin.checks import (FLAGS, BadOption, Get, calib_option, check_options,
                                      parse_list, parse_ppl_tol)
+from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 
 __all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
            "parse_list", "parse_ppl_tol"]
@@ -57,6 +58,10 @@ def _what_to_run(group: Any) -> None:
                     help="comma list of kept-size roundings, e.g. 1,128 (default: 1)")
     group.addoption("--glu-require-weights", action="store_true", default=False,
                     help="fail, instead of skip, when a model's weights cannot be had "
+                         "(default: off)")
+    group.addoption(REQUIRE_FLAG, action="store_true", default=False,
+                    help="fail, instead of skip, every test that measures nothing for want "
+                         "of a baseline or of weights, quality and speed (nightly CI) "
                          "(default: off)")
     group.addoption("--glu-models-dir", default=None,
                     help=f"folder holding <model-name>/ saved models; also ${MODELS_DIR_ENV} "
@@ -130,6 +135,7 @@ class Options:
     levels: list[float] | None
     round_tos: list[int]
     require_weights: bool
+    require_baselines: bool
     models_dir: str | None
     device: str | None
     limit: int | None
@@ -176,6 +182,7 @@ class Options:
             levels=parse_list(get("--glu-levels"), float),
             round_tos=parse_list(get("--glu-round-to"), int) or [1],
             require_weights=bool(get("--glu-require-weights")),
+            require_baselines=bool(get(REQUIRE_FLAG)),
             models_dir=get("--glu-models-dir"), device=get("--glu-device"),
             limit=get("--glu-limit"), batch_size=get("--glu-batch-size"),
             chat_template=bool(get("--glu-chat-template")),

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from glu_prune.judging import SpeedBaselines, describe_device
+from glu_prune.judging import JudgingError, SpeedBaselines, describe_device
 from glu_prune.performance.energy import EnergyMeter, EnergyUnavailable, sharing_warning
 from glu_prune.performance.models import PerfModels
 from glu_prune.performance.settings import PerfSettings, resolve_settings
@@ -87,9 +87,13 @@ class PerfSuite:
             pytest.fail(SERIAL_ONLY, pytrace=False)
         s, o = self.settings(), self.opts
         device = describe_device(s.device, s.dtype, o.device_name)
-        baselines = SpeedBaselines.load(Path(o.baselines_dir) / "perf", device,
-                                        tolerance=s.tolerance, update=o.update_baselines)
-        ctx = PerfContext(s, PerfModels(s.device, s.torch_dtype, o.models_dir), baselines)
+        try:
+            baselines = SpeedBaselines.load(Path(o.baselines_dir) / "perf", device,
+                                            tolerance=s.tolerance, update=o.update_baselines)
+        except JudgingError as exc:  # a bad or old-format file: one line, every speed test
+            pytest.fail(str(exc), pytrace=False)
+        ctx = PerfContext(s, PerfModels(s.device, s.torch_dtype, o.models_dir), baselines,
+                          require_baselines=o.require_baselines)
         if s.on_gpu:
             _attach_energy_meter(ctx)
         self.ctx = ctx

@@ -16,11 +16,12 @@ from tabulate import tabulate
 from glu_prune.catalog.models import get_model_spec
 from glu_prune.core.arithmetic import expansion_table
 from glu_prune.evaluation import MetricValue
-from glu_prune.judging import Check, SpeedBaselines, Subject, Verdict, judge
+from glu_prune.judging import UPDATE_FLAG, Check, SpeedBaselines, Subject, Verdict, judge
 from glu_prune.performance.models import PerfModel, PerfModels
 from glu_prune.performance.settings import CONFIDENCE, PerfSettings, PerfVariant
 from glu_prune.performance.stats import Row
 from glu_prune.plugin.records import emit
+from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 from glu_prune.results import Record
 
 # keys of the judged row that are Record fields (the rest of the row goes to ``extra``)
@@ -74,6 +75,8 @@ class PerfContext:
     energy: Any = None  # glu_prune.performance.energy.EnergyMeter when NVML has this GPU
     energy_unavailable: str = "no NVIDIA GPU/NVML"
     verdicts: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
+    mismatches: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    require_baselines: bool = False  # no baseline: a failure, not a skip
 
     def finish(self, row: Row, built: PerfModel | PerfVariant, benchmark: Any,
                node: Any) -> dict[str, Any]:
@@ -105,13 +108,35 @@ class PerfContext:
         return judged
 
     def _verdict(self, v: PerfVariant, row: Row) -> Verdict:
-        """The row's verdict against this device's baselines (pinned, with the update flag)."""
+        """The row's verdict against this device's baselines (pinned, with the update flag).
+        A baseline measured under other conditions is not compared: the verdict is "no
+        baseline" and ``mismatches`` holds the line the test fails with."""
         direction = "higher" if row.higher_is_better else "lower"
         kind = "energy" if row.benchmark.startswith("energy") else "latency"
-        check = Check(Subject(v.model, v.key, row.benchmark, row.metric),
-                      MetricValue(float(row.value), None, None), kind, direction, row.unit)
-        b = self.baselines
-        return judge([check], b, b.tolerance, update=b.update, source=b.source)[0]
+        subject = Subject(v.model, v.key, row.benchmark, row.metric)
+        check = Check(subject, MetricValue(float(row.value), None, None), kind, direction,
+                      row.unit)
+        b, conditions = self.baselines, self.conditions(v, row)
+        mismatch = "" if b.update else b.conditions_mismatch(subject, conditions)
+        if mismatch:
+            self.mismatches[(v.key, row.benchmark, row.metric)] = mismatch
+            return Verdict(subject, "no baseline", check.run, source=b.source, kind=kind,
+                           unit=row.unit, detail="baseline measured under other conditions")
+        return judge([check], b, b.tolerance, update=b.update, settings=conditions,
+                     source=b.source)[0]
+
+    def conditions(self, v: PerfVariant, row: Row) -> dict[str, Any]:
+        """Every condition that changes ``row``'s number: the row's own (prompt length,
+        batch, ...), the run's (new tokens, decode prompt length, threads, dtype, depth) and
+        the software and device (torch, CUDA, device name, driver)."""
+        s, device = self.settings, self.baselines.device
+        run = {"new_tokens": s.new_tokens, "decode_prompt_len": s.decode_prompt_len,
+               "batch": s.batch, "threads": torch.get_num_threads(), "dtype": s.dtype,
+               "layers": v.layers, "torch": torch.__version__, "cuda": torch.version.cuda,
+               "device": device.name, "driver": device.driver}
+        own = {k: x for k, x in row.conditions.items()
+               if x is None or isinstance(x, (str, int, float, bool))}
+        return {**run, **own}
 
     def _judged(self, v: PerfVariant, row: Row, built: PerfModel | PerfVariant,
                 verdict: Verdict, node: Any) -> dict[str, Any]:
@@ -165,8 +190,27 @@ class PerfContext:
     def failure(self, judged: dict[str, Any]) -> str | None:
         """The verdict's message when this judged row fails its test (a regression, or
         freshly pinned), else None."""
-        verdict = self.verdicts.get((judged["key"], judged["benchmark"], judged["metric"]))
+        key = (judged["key"], judged["benchmark"], judged["metric"])
+        if key in self.mismatches:
+            return self.mismatches[key]
+        verdict = self.verdicts.get(key)
+        if self.require_baselines and self._absent(key):
+            return f"{self._absent(key)} [{REQUIRE_FLAG}: measuring nothing is a failure]"
         return verdict.message() if verdict is not None and verdict.failed else None
+
+    def absent(self, judged: dict[str, Any]) -> str | None:
+        """Why this judged row has no baseline to be compared with (the test skips), else
+        None (compared, pinned, failing on other conditions, or failing because
+        ``--glu-require-baselines`` requires one)."""
+        key = (judged["key"], judged["benchmark"], judged["metric"])
+        return None if self.require_baselines else self._absent(key)
+
+    def _absent(self, key: tuple[str, str, str]) -> str | None:
+        verdict = self.verdicts.get(key)
+        if key in self.mismatches or verdict is None or verdict.outcome != "no baseline":
+            return None
+        return (f"{verdict.detail} ({verdict.source}): measured, not compared; pin with "
+                f"{UPDATE_FLAG}")
 
 
 # ---------------------------------------------------------------- tables

@@ -57,6 +57,7 @@ class EvalSession:
     outcomes: dict[str, BenchResult | Exception] = field(default_factory=dict)
     verbose: bool = False  # pytest -v: lm-eval's own bars and INFO logs
     newline: Callable[[], None] = _no_newline  # ends pytest's line of dots first
+    require_baselines: bool = False  # no baseline: a failure, not a skip
 
     @classmethod
     def from_options(cls, opts: Options, say: Callable[[str], None] = LOG.info,
@@ -72,7 +73,8 @@ class EvalSession:
         # progress reaches the console as one line per benchmark (console.progress_line)
         return cls(settings, opts.tolerance, ResultCache(opts.cache_dir / "eval"),
                    opts.baselines_dir, opts.update_baselines, say, uncaptured,
-                   verbose=opts.verbose > 0, newline=newline)
+                   verbose=opts.verbose > 0, newline=newline,
+                   require_baselines=opts.require_baselines)
 
     def result(self, variant: Any, benchmark: Benchmark) -> BenchResult:
         """``benchmark``'s result on ``variant``, evaluated at most once per session; if it

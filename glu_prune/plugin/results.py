@@ -29,6 +29,7 @@ from glu_prune.results.files import environment
 from glu_prune.results.runs import new_run_id
 
 SKIP_KEY = "glu_skip"  # user_properties entry: a skipped suite test's identity and reason
+FAIL_KEY = "glu_fail"  # ... and a failed (or errored) suite test's identity and error line
 
 
 def plain_nodeid(nodeid: str) -> str:
@@ -78,14 +79,26 @@ def skip_reason(report: pytest.TestReport) -> str:
     return text.removeprefix("Skipped: ").strip()
 
 
-def tag_skip(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Tag a skipped suite test's report with its identity and reason (runs on xdist
-    workers too: the report carries it to the controller)."""
-    if report.skipped and not hasattr(report, "wasxfail"):
-        identity = suite_test_identity(item)
-        if identity is not None:
-            report.user_properties.append((SKIP_KEY, {**identity,
-                                                      "reason": skip_reason(report)}))
+def failure_line(report: pytest.TestReport) -> str:
+    """The first line of a failure's message (the error, not the traceback)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return (text.strip().splitlines() or [""])[0][:300]
+
+
+def tag_outcome(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Tag a skipped or failed suite test's report with its identity and reason (runs on
+    xdist workers too: the report carries it to the controller)."""
+    if hasattr(report, "wasxfail") or not (report.skipped or report.failed):
+        return
+    identity = suite_test_identity(item)
+    if identity is None:
+        return
+    if report.skipped:
+        report.user_properties.append((SKIP_KEY, {**identity, "reason": skip_reason(report)}))
+    else:
+        report.user_properties.append((FAIL_KEY, {**identity, "error": failure_line(report),
+                                                  "when": report.when}))
 
 
 class ResultsCollector:
@@ -107,6 +120,8 @@ class ResultsCollector:
         self.lines: list[str] = []  # terminal summary
         self.lock: ReportLock | None = None  # while this run holds the report folder
         self.skipped: dict[str, dict[str, Any]] = {}  # nodeid -> identity and reason
+        self.failed: dict[str, dict[str, Any]] = {}  # failed suite tests: identity and error
+        self.failing: set[str] = set()  # every test that failed or errored
         self.started = datetime.now(timezone.utc)
 
     def lock_folder(self) -> None:
@@ -126,25 +141,32 @@ class ResultsCollector:
         """Keep what ``report`` carries: that its test ran, its records, its skip reason."""
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.ran.add(plain_nodeid(report.nodeid))
+        if report.failed:
+            self.failing.add(plain_nodeid(report.nodeid))
         found = records_of(report)
         if found:  # properties accumulate over setup/call/teardown: the latest has them all
             self.raw[plain_nodeid(report.nodeid)] = found
         for name, value in report.user_properties:
             if name == SKIP_KEY:
                 self.skipped[plain_nodeid(report.nodeid)] = value
+            elif name == FAIL_KEY:
+                self.failed.setdefault(plain_nodeid(report.nodeid), value)  # the first error
 
     def run_summary(self, session: pytest.Session, exitstatus: int,
                     builds: dict[str, int]) -> dict[str, Any]:
         """The run's entry in results.json (``runs``)."""
         finished = datetime.now(timezone.utc)
+        done = completion(session, exitstatus, len(self.ran))
+        done["tests"]["failed"] = len(self.failing)
         return {"id": new_run_id(self.started),
                 "started": self.started.isoformat(timespec="seconds"),
                 "finished": finished.isoformat(timespec="seconds"),
                 "args": list(self.args), "exitstatus": int(exitstatus),
-                **completion(session, exitstatus, len(self.ran)),
+                **done,
                 "models": self.models,
                 "skipped": [self.skipped[k] for k in sorted(self.skipped)
                             if k not in self.raw],  # a test that recorded, then skipped: ran
+                "failed": [self.failed[k] for k in sorted(self.failed)],
                 "workers": self.workers,
                 "options": self.options,
                 "environment": environment(self.root),

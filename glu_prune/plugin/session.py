@@ -23,6 +23,7 @@ from glu_prune.plugin.gpus import pin_worker
 from glu_prune.plugin.options import Options
 from glu_prune.plugin.perf import PerfSuite
 from glu_prune.plugin.results import ResultsCollector
+from glu_prune.plugin.unmeasured import unmeasured
 from glu_prune.plugin.variants import (BUILD_KEY, BuildCounter, LoadgroupGuard,
                                        all_model_names, parametrize)
 
@@ -107,7 +108,8 @@ class GluSession:
 
     def build(self, variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVariant:
         """The ``variant`` fixture: ``variant_id`` built once per process; skips when its
-        weights cannot be had (fails with ``--glu-require-weights``), fails on a wrong model."""
+        weights cannot be had (fails with ``--glu-require-weights`` or
+        ``--glu-require-baselines``), fails on a wrong model."""
         before = self.cache.builds.get(variant_id.slug, 0)
         wrong_model = None
         try:
@@ -117,7 +119,7 @@ class GluSession:
         except WeightsUnavailable as exc:
             if self.opts.require_weights:
                 pytest.fail(str(exc), pytrace=False)
-            pytest.skip(str(exc))
+            unmeasured(str(exc), self.opts.require_baselines)
         except ArchitectureMismatch as exc:  # a wrong model, not a missing one: never a skip
             spec = get_model_spec(variant_id.model)
             wrong_model = (f"{exc}; point {MODELS_DIR_ENV} / --glu-models-dir at a folder "

@@ -12,9 +12,10 @@ from glu_prune.results.lock import LOCK_NAME, ReportFolderBusy, ReportLock, read
 from glu_prune.results.markdown import incomplete_banner, markdown, terminal_summary
 from glu_prune.results.merge import merge
 from glu_prune.results.record import RECORD_KEY, VERDICTS, Record
+from glu_prune.results.runs import failed_run
 from glu_prune.results.writing import finish_run, write_results
 
 __all__ = ["Record", "RECORD_KEY", "VERDICTS", "finish_run", "write_results", "markdown",
            "regressions", "incomplete_banner", "terminal_summary", "header_line",
            "load_document", "merge", "ReportLock", "ReportFolderBusy", "LOCK_NAME",
-           "read_lock"]
+           "read_lock", "failed_run"]

@@ -5,7 +5,7 @@ lines for what did not run.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Sequence
 
 from glu_prune.results.analysis import by_model, chance_benchmarks, count_line, regressions
@@ -13,6 +13,7 @@ from glu_prune.results.format import level_label, render
 from glu_prune.results.lookup import benchmark_key, model_index
 from glu_prune.results.perf_tables import PERF_LEGEND, family, performance_tables
 from glu_prune.results.record import Record
+from glu_prune.results.runs import failed_run
 from glu_prune.results.tables import SECTIONS, Runs, architecture_table, group_table
 
 LEGEND = """How to read these tables:
@@ -35,24 +36,58 @@ LEGEND = """How to read these tables:
 
 
 def incomplete_banner(runs: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per run that stopped before all its selected tests ran (empty when all
-    are complete): results.md opens with these, so a partial run never passes for a
-    whole one."""
+    """One line per run that stopped before all its selected tests ran or whose every test
+    failed (empty when none did): results.md opens with these, so a partial or failed run
+    never passes for a whole one."""
     labels = Runs(list(runs)).labels if len(runs) > 1 else {}
     lines = []
     for run in runs:
-        if run.get("complete", True):
-            continue
         tests = run.get("tests") or {}
         label = labels.get(run.get("id"))
         source = " ".join(filter(None, (label, f"({run['source']})" if run.get("source")
                                         else None)))
+        if failed_run(run):
+            lines.append(failed_banner(run, source))
+            continue
+        if run.get("complete", True):
+            continue
         lines.append(f"**INCOMPLETE RUN{' ' + source if source else ''}: "
                      f"{run.get('stopped') or 'stopped early'} after {tests.get('ran', '?')} "
                      f"of {tests.get('selected', '?')} selected tests.** Its records hold only "
                      f"what ran" + (f" (marked `{label}, incomplete`)" if label else "")
                      + "; rerunning its selection into this folder completes them.")
     return lines
+
+
+def failed_banner(run: dict[str, Any], source: str = "") -> str:
+    """The banner of a run whose every test failed or errored, with its first error."""
+    first = next(iter(run.get("failed") or []), None)
+    error = f" First: {first['test']}: {first['error']}" if first else ""
+    return (f"**FAILED RUN{' ' + source if source else ''}: all {run['tests']['ran']} tests "
+            f"that ran failed or errored, so it measured nothing.**{error} Any other "
+            f"records here come from earlier runs.")
+
+
+def skipped_line(run: dict[str, Any]) -> str:
+    """One line: how many of ``run``'s selected tests were skipped without measuring
+    anything, and why (the commonest reasons first), e.g. ``112 of 112 skipped: no
+    weights for llama-3.2-1b (offline)``; "" when none was."""
+    skipped = run.get("skipped") or []
+    if not skipped:
+        return ""
+    counts = Counter(_short(_generic_reason(s)) for s in skipped)
+    common = sorted(counts.items(), key=lambda rn: (-rn[1], rn[0]))[:3]
+    causes = [reason if len(counts) == 1 else f"{n} × {reason}" for reason, n in common]
+    if len(counts) > 3:
+        causes.append(f"{len(counts) - 3} other reason(s), see below")
+    selected = (run.get("tests") or {}).get("selected", "?")
+    return f"{len(skipped)} of {selected} skipped: {'; '.join(causes)}"
+
+
+def _short(reason: str) -> str:
+    """A skip reason's first clause (its fix follows after a ';'), at most 160 characters."""
+    first = reason.split("; ")[0]
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def _generic_reason(skip: dict[str, Any]) -> str:

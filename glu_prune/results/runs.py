@@ -42,6 +42,13 @@ def new_run_id(started: datetime) -> str:
     return f"{started.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 
+def failed_run(run: dict[str, Any]) -> bool:
+    """Whether every test ``run`` ran failed or errored (it measured nothing that passed)."""
+    tests = run.get("tests") or {}
+    ran, failed = tests.get("ran") or 0, tests.get("failed") or 0
+    return ran > 0 and failed >= ran
+
+
 def run_of(record: Record) -> str | None:
     """The id of the run that measured ``record``."""
     return record.extra.get("run")

@@ -13,7 +13,7 @@ from glu_prune.results.analysis import (VariantKey, by_variant, level_zero_recor
 from glu_prune.results.format import ARROWS, MARKS, Table, fmt_change, fmt_value, level_label
 from glu_prune.results.lookup import architecture, chance_level, sort_records
 from glu_prune.results.record import QUALITY_KINDS, Record
-from glu_prune.results.runs import run_of
+from glu_prune.results.runs import failed_run, run_of
 
 
 def _command(run: dict[str, Any]) -> str:
@@ -79,6 +79,8 @@ class Runs:
         for run in self.runs:
             tests = run.get("tests") or {}
             done = "yes" if run.get("complete", True) else f"no: {run.get('stopped') or 'stopped'}"
+            if failed_run(run):
+                done = f"FAILED: all {tests.get('ran')} tests failed or errored"
             rows.append([self.labels[run.get("id")], str(run.get("started") or "?"),
                          self.age(run) or "newest",
                          f"{tests.get('ran', '?')} of {tests.get('selected', '?')}"

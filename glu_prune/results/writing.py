@@ -13,7 +13,8 @@ from typing import Any, Sequence
 from glu_prune.results.files import (document, header_line, load_document, write_json,
                                      write_text_atomically)
 from glu_prune.results.lookup import dedupe
-from glu_prune.results.markdown import incomplete_banner, markdown, terminal_summary
+from glu_prune.results.markdown import (incomplete_banner, markdown, skipped_line,
+                                        terminal_summary)
 from glu_prune.results.plots import write_plots
 from glu_prune.results.record import Record
 from glu_prune.results.runs import accumulate, new_run_id, stamp
@@ -87,20 +88,24 @@ def finish_run(raw: dict[str, list[Any]], out_dir: str | os.PathLike, run: dict[
 
     The folder accumulates (see ``runs.accumulate``): this run's records replace
     the earlier ones of the same measurement, the others stay, marked with their run and
-    age. Nothing is written when the run neither recorded a number nor skipped a suite
-    test. Returns the terminal summary lines and, when the results could not be
-    written, one error line (the run must then fail; see ``glu_prune.plugin.results``).
+    age. Nothing is written when the run neither recorded a number nor skipped or failed
+    a suite test (a run whose every suite test errored is written, marked FAILED RUN);
+    results.md and the summary say in one line how many selected tests were skipped and
+    why. Returns the terminal summary lines and, when the results could not be written,
+    one error line (the run must then fail; see ``glu_prune.plugin.results``).
     """
     records, problems = collect(raw)
     out = Path(out_dir)
-    if not records and not run.get("skipped"):
+    if not records and not run.get("skipped") and not run.get("failed"):
         return problems + [f"no test recorded results: nothing written to {out_dir}"], None
     run = {**run, "id": run.get("id") or new_run_id(datetime.now(timezone.utc))}
     try:
         old_records, old_runs, notes = previous_results(out)
         all_records, runs, dropped = accumulate(old_records, old_runs,
                                                 stamp(records, run["id"]), run)
-        paths = write_results(all_records, out, runs, plots=plots, notes=notes + dropped)
+        skips = list(filter(None, [skipped_line(run)]))  # what this run did not measure
+        paths = write_results(all_records, out, runs, plots=plots,
+                              notes=skips + notes + dropped)
     except (OSError, ImportError) as exc:
         error = f"ERROR writing the results to {out_dir} failed: {exc}"
         LOG.error("%s", error)
@@ -108,5 +113,6 @@ def finish_run(raw: dict[str, list[Any]], out_dir: str | os.PathLike, run: dict[
     kept = len(all_records) - len(records)
     written = [f"written: {', '.join(map(str, paths))}"
                + (f" ({kept} record(s) of earlier runs kept)" if kept else "")]
-    banner = [line.replace("**", "") for line in incomplete_banner([run]) + notes + dropped]
+    banner = [line.replace("**", "")
+              for line in incomplete_banner([run]) + skips + notes + dropped]
     return terminal_summary(records) + problems + banner + written, None

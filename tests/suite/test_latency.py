@@ -38,6 +38,9 @@ def _judge(ctx: Any, row: Row, built: Any, benchmark: Any, request: Any) -> dict
     message = ctx.failure(record)
     if message:
         pytest.fail(message, pytrace=False)
+    absent = ctx.absent(record)
+    if absent:  # measured and recorded, but nothing to compare with: never a pass
+        pytest.skip(absent)
     return record
 
 

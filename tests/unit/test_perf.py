@@ -273,19 +273,18 @@ def test_baselines_absent_then_pinned_then_compared(tmp_path):
     pin = SpeedBaselines.load(tmp_path, DEV, update=True)
     assert _judge(pin, 0.01) == (None, "pinned")
     data = json.loads((tmp_path / "nvidia-h200.json").read_text())
-    assert (data["device"], data["driver"], data["dtype"]) == ("NVIDIA H200", "570.1", "bfloat16")
-    assert data["results"]["k"]["ttft@512"]["ttft_median_s"] == {"value": 0.01, "unit": "s"}
+    assert (data["device"], data["format"]) == ("NVIDIA H200", 2)
+    assert data["results"]["k"]["ttft@512"]["ttft_median_s"] == {"value": 0.01, "unit": "s",
+                                                                  "conditions": {}}
     again = SpeedBaselines.load(tmp_path, DEV, tolerance=0.05)
     assert _judge(again, 0.0106) == (0.01, "regression")
     assert _judge(again, 1.0, key="other")[1] == "no baseline for this variant"
-    bf = SpeedBaselines.load(tmp_path, DeviceInfo("NVIDIA H200", "570.1", "float32"))
-    assert _judge(bf, 1.0)[1] == f"{NO_BASELINE} in float32 (nvidia-h200.json holds bfloat16)"
 
 
 def test_corrupt_baseline_files_name_the_field(tmp_path):
     (tmp_path / "nvidia-h200.json").write_text(json.dumps({
-        "format": 1, "device": "x", "dtype": "bfloat16",
-        "results": {"k": {"tpot": {"tpot_s": {"value": -1}}}}}))
+        "format": 2, "device": "x",
+        "results": {"k": {"tpot": {"tpot_s": {"value": -1, "conditions": {}}}}}}))
     with pytest.raises(JudgingError, match="results.k.tpot.tpot_s.value must be a number"):
         SpeedBaselines.load(tmp_path, DEV)
     (tmp_path / "nvidia-h200.json").write_text("{")
@@ -414,7 +413,9 @@ def _run(pytester, *args, k="p0 or p40-L or p40]"):
 
 def test_latency_suite_records_pins_and_catches_a_regression(suite):
     res = _run(suite, "test_copy_latency.py", "--benchmark-json", "bench.json")
-    res.assert_outcomes(passed=6)
+    res.assert_outcomes(skipped=6)  # measured and recorded, but no baseline: never a pass
+    res.stdout.fnmatch_lines(["SKIPPED*no baseline for this device*pin with "
+                              "--glu-update-baselines*"])
     res.stdout.fnmatch_lines(["*no baseline for this device (Test CPU, float32)*"])
     records = records_from_benchmark_json(suite.path / "bench.json")
     assert {(r["variant"], r["benchmark"]) for r in records} >= {
@@ -438,6 +439,12 @@ def test_latency_suite_records_pins_and_catches_a_regression(suite):
     assert data["results"]["tiny-llama-maw-p40-4l"]["tpot"]["tpot_s"]["unit"] == "s"
 
     _run(suite, "test_copy_latency.py", "--glu-perf-tolerance", "1000").assert_outcomes(passed=6)
+    other = _run(suite, "test_copy_latency.py", "--glu-perf-tolerance", "1000",
+                 "--glu-new-tokens", "8", k="tpot and p40]")
+    other.assert_outcomes(failed=1)  # 8 new tokens are never compared with a pin at 4
+    other.stdout.fnmatch_lines(["*tpot / tpot_s: baseline measured under other conditions "
+                                "(new_tokens 4 vs 8; baseline vs this run)*re-pin with "
+                                "--glu-update-baselines*"])
     data["results"]["tiny-llama-maw-p40-4l"]["ttft@128"]["ttft_median_s"]["value"] = 1e-9
     path.write_text(json.dumps(data))
     bad = _run(suite, "test_copy_latency.py", "--glu-perf-tolerance", "1000",
@@ -453,7 +460,7 @@ def test_latency_suite_records_pins_and_catches_a_regression(suite):
 def test_latency_rows_carry_spread_rounds_outliers_and_the_speedup_interval(suite):
     res = _run(suite, "test_copy_latency.py", "--glu-perf-rounds", "6",
                "--benchmark-json", "bench.json", k="ttft")
-    res.assert_outcomes(passed=3)
+    res.assert_outcomes(skipped=3)  # no baseline: measured, not compared
     records = {r["variant"]: r for r in records_from_benchmark_json(suite.path / "bench.json")}
     p40 = records["tiny-llama-maw-p40"]
     assert p40["rounds"] == p40["speedup_rounds"] == 6 and p40["q1"] <= p40["value"] <= p40["q3"]
@@ -491,7 +498,7 @@ def test_tpot_is_decode_alone_so_a_slow_prefill_cannot_make_it_negative(suite):
     # the prefill was the slower one; now the prefill is untimed set-up
     suite.makeconftest(TPOT_NOISE)
     res = _run(suite, "test_copy_latency.py", "--benchmark-json", "bench.json", k="tpot")
-    res.assert_outcomes(passed=3)
+    res.assert_outcomes(skipped=3)
     tpots = [r["value"] for r in records_from_benchmark_json(suite.path / "bench.json")]
     # 3 decode steps: a TPOT holding the 0.3 s prefill would be >= 0.1 s
     assert len(tpots) == 3 and all(0 < t < 0.1 for t in tpots)
@@ -503,7 +510,7 @@ def test_energy_suite_skips_without_nvml_and_runs_on_a_fake_counter(suite):
     skipped.stdout.fnmatch_lines(["*no NVIDIA GPU/NVML*"])
     suite.makeconftest(ENERGY_CONFTEST)
     res = _run(suite, "test_copy_energy.py", "--benchmark-json", "bench.json")
-    res.assert_outcomes(passed=4)
+    res.assert_outcomes(skipped=4)  # the fake counter measured; no baseline
     records = {(r["variant"], r["benchmark"]): r
                for r in records_from_benchmark_json(suite.path / "bench.json")}
     pre = records[("tiny-llama-maw-p40", "energy-prefill@128")]

@@ -102,3 +102,12 @@ def test_nightly_can_compare_methods():
     assert "inputs.methods" in nightly["env"]["GLU_METHODS"]
     accuracy = next(s for s in nightly["jobs"]["nightly"]["steps"] if s.get("id") == "accuracy")
     assert '--glu-methods "$GLU_METHODS"' in accuracy["run"]
+
+
+def test_nightly_requires_baselines_and_weights_for_quality_and_speed():
+    """Nothing measured is never green at night: both suite steps turn "no baseline" and
+    "no weights" skips into failures."""
+    steps = {s.get("id"): s for s in _load(ROOT / ".github/workflows/nightly.yml")["jobs"][
+        "nightly"]["steps"]}
+    for step in ("accuracy", "perf"):
+        assert "--glu-require-baselines" in steps[step]["run"], step
