@@ -1,3 +1,3 @@
-"""Root conftest: loads the glu-prune pytest plugin (and pytester, for tests/plugin)."""
+"""Root conftest: pytester for tests/plugin (the glu-prune plugin is a pytest11 entry point)."""
 
-pytest_plugins = ["pytester", "glu_prune.plugin"]
+pytest_plugins = ["pytester"]

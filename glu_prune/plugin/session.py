@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from glu_prune.console import quiet_libraries
-from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable
+from glu_prune.core.loading import ArchitectureMismatch, UnreadableWeights, WeightsUnavailable
 from glu_prune.core.variants import BuiltVariant, VariantCache, VariantId, select_variants
 from glu_prune.plugin import quality
 from glu_prune.plugin.gpus import pin_worker
@@ -106,7 +106,8 @@ class GluSession:
 
     def build(self, variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVariant:
         """The ``variant`` fixture: ``variant_id`` built once per process; skips when its
-        weights cannot be had (fails with ``--glu-require-weights``), fails on a wrong model."""
+        weights cannot be had (fails with ``--glu-require-weights``), fails in one line on a
+        wrong model or an unreadable weights file."""
         before = self.cache.builds.get(variant_id.slug, 0)
         wrong_model = None
         try:
@@ -117,8 +118,8 @@ class GluSession:
             if self.opts.require_weights:
                 pytest.fail(str(exc), pytrace=False)
             pytest.skip(str(exc))
-        except ArchitectureMismatch as exc:  # a wrong model, not a missing one: never a skip
-            wrong_model = str(exc)
+        except (ArchitectureMismatch, UnreadableWeights) as exc:
+            wrong_model = str(exc)  # a wrong or broken model, not a missing one: never a skip
         if wrong_model is not None:  # failed outside the except: pytest would print it twice
             pytest.fail(wrong_model, pytrace=False)
         if self.cache.builds[variant_id.slug] > before:  # travels to the xdist controller

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,3 +219,31 @@ def test_plots_without_matplotlib_is_refused_before_merging(tmp_path, capsys, mo
     err = one_line(capsys.readouterr().err)
     assert '--plots needs matplotlib, which is not installed: pip install -e ".[plots]"' in err
     assert not (tmp_path / "out").exists()
+
+
+def _corrupt_tiny(models: Path, garbage: bytes) -> Path:
+    """The shipped tiny-llama folder copied into ``models``, its weights replaced."""
+    import shutil
+
+    from glu_prune.catalog.models import get_model_spec
+
+    folder = models / "tiny-llama"
+    shutil.copytree(get_model_spec("tiny-llama").local_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(garbage(weights.read_bytes()) if callable(garbage) else garbage)
+    return weights
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\xffnot a safetensors file" * 8,
+                                     lambda good: good[: len(good) // 2]],
+                         ids=["garbage", "truncated"])
+def test_corrupt_weights_are_one_line_naming_the_file(tmp_path, capsys, garbage):
+    """Issue 19, point 8: a corrupt model.safetensors gave a long traceback; now one line
+    naming the file, the error and the fix."""
+    weights = _corrupt_tiny(tmp_path / "models", garbage)
+    code = main(["prune", "tiny-llama", "--pct", "40", "--model-dir",
+                 str(tmp_path / "models"), "--out", str(tmp_path / "out")])
+    err = one_line(capsys.readouterr().err)
+    assert code == 2 and "Traceback" not in err
+    assert f"tiny-llama: cannot read {weights} (" in err
+    assert err.endswith("the file is corrupt or incomplete: download or save the model again\n")
