@@ -16,8 +16,10 @@ import pytest
 import glu_prune.plugin
 
 TEST_FILE = """
-def test_variant(variant):
+def test_variant(variant, glu_record):
     assert variant.slug.startswith("tiny-llama-maw-p")
+    glu_record(benchmark="piqa", metric="acc,none", kind="accuracy", value=0.5,
+               verdict="ok")  # a record, so the run writes its report
 """
 
 
@@ -26,10 +28,14 @@ def test_the_plugin_is_a_pytest11_entry_point():
     assert ep.load() is glu_prune.plugin
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_option_values_after_a_space_twice_in_a_row(fake_variants, workers):
+@pytest.mark.parametrize("workers", [
+    [], pytest.param(["-n", "2"], marks=pytest.mark.slow),  # two worker start-ups per run
+], ids=["serial", "xdist"])
+def test_option_values_after_a_space_twice_in_a_row(fake_variants, tmp_path_factory, workers):
     fake_variants.makepyfile(test_space=TEST_FILE)
-    report = fake_variants.path / "report"  # absent on the first run, there on the second
+    # outside the test folder (pytest's early scan took an existing one for a test path);
+    # absent on the first run, there on the second
+    report = tmp_path_factory.mktemp("elsewhere") / "report"
     args = ["-p", "no:cacheprovider", *workers, "--glu-models", "tiny-llama",
             "--glu-levels", "0,40", "--glu-report", str(report),
             "--glu-cache-dir", str(fake_variants.path / "cache")]
