@@ -23,6 +23,11 @@ class WeightsUnavailable(RuntimeError):
     """The model's weights cannot be had here; the message says how to provide them."""
 
 
+class UnreadableWeights(ValueError):
+    """A weights file is there but cannot be read (truncated, garbage): a broken model, not
+    a missing one, so the suite fails on it; the message names the file and the fix."""
+
+
 class ArchitectureMismatch(ValueError):
     """Weights that load but are not the registered model (a wrong folder, a pruned save):
     a wrong model, not a missing one, so the suite fails on it instead of skipping."""
@@ -170,13 +175,38 @@ def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | Non
         model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype)
     except ArchitectureMismatch:
         raise
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors are no OSError
+        unreadable = unreadable_weights(source) if Path(source).is_dir() else None
+        if unreadable is not None:
+            raise UnreadableWeights(f"{spec.name}: cannot read {unreadable[0]} "
+                                    f"({unreadable[1]}); the file is corrupt or incomplete: "
+                                    f"download or save the model again") from None
+        if not isinstance(exc, (OSError, ValueError)):
+            raise
         how = (f"set {MODELS_DIR_ENV} to a folder holding {spec.name}/ or log in to the hub "
                f"(HF_TOKEN) after accepting the licence of {spec.hf_id}")
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsUnavailable(f"{spec.name}: weights not available from {source} ({first}); "
-                                 f"{how}") from exc
+        raise WeightsUnavailable(f"{spec.name}: weights not available from {source} "
+                                 f"({_first_line(exc)}); {how}") from exc
     return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def unreadable_weights(folder: str | os.PathLike) -> tuple[Path, str] | None:
+    """The first ``*.safetensors`` file of ``folder`` that cannot be opened, with the
+    error's first line; None when all open."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                for key in fh.keys():  # a truncated file may open but not read
+                    fh.get_slice(key)
+        except Exception as exc:  # noqa: BLE001 - SafetensorError is a bare Exception
+            return path, _first_line(exc)
+    return None
 
 
 def load_tokenizer(name: str, *, model_dir: str | os.PathLike | None = None,

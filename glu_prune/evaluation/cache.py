@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,12 @@ from glu_prune.evaluation.settings import BenchResult
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["ResultCache", "atomic_write_text"]
+__all__ = ["CacheEntryWarning", "ResultCache", "atomic_write_text"]
+
+
+class CacheEntryWarning(UserWarning):
+    """A cache entry was unreadable or held a non-finite number; it is being recomputed.
+    A warning (not only a log line) so pytest shows it in its summary, xdist workers' too."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -54,7 +60,9 @@ class ResultCache:
             metrics: Sequence[str] = ()) -> BenchResult | None:
         """The cached result, or None. An entry that cannot be read as this benchmark's
         result (truncated, garbage, a wrong layout, a missing one of ``metrics``) is
-        logged once and treated as absent, so it is recomputed and overwritten."""
+        named in one warning and treated as absent, so it is recomputed and overwritten.
+        The runner never writes a non-finite value, so one here is corruption, not a
+        result: it is treated the same way."""
         path = self.path(slug, benchmark, key)
         if not path.is_file():
             self.misses += 1
@@ -74,8 +82,8 @@ class ResultCache:
     def _report(self, path: Path, exc: Exception) -> None:
         if path not in self._reported:
             self._reported.add(path)
-            LOG.warning("ignoring unreadable cache entry %s (%s); it will be recomputed",
-                        path, exc)
+            warnings.warn(f"glu-prune: ignoring unreadable cache entry {path} ({exc}); it "
+                          f"will be recomputed", CacheEntryWarning, stacklevel=3)
 
     def put(self, result: BenchResult, key: str) -> Path:
         path = self.path(result.slug, result.benchmark, key)

@@ -84,10 +84,11 @@ def _metric_from_json(key: str, entry: Any) -> MetricValue:
     if not isinstance(entry, dict):
         raise ValueError(f"metrics.{key}: expected an object, got {entry!r}")
     value, se, n = entry.get("value"), entry.get("stderr"), entry.get("n")
-    if not _is_number(value):
-        raise ValueError(f"metrics.{key}.value: expected a number, got {value!r}")
-    if se is not None and not _is_number(se):
-        raise ValueError(f"metrics.{key}.stderr: expected a number or null, got {se!r}")
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"metrics.{key}.value: expected a finite number, got {value!r}")
+    if se is not None and (not _is_number(se) or not math.isfinite(se)):
+        raise ValueError(f"metrics.{key}.stderr: expected a finite number or null, "
+                         f"got {se!r}")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"metrics.{key}.n: expected an integer >= 1 or null, got {n!r}")
     return MetricValue(float(value), None if se is None else float(se), n)
@@ -144,7 +145,15 @@ def run_settings(benchmark: Benchmark, settings: EvalSettings, identity: str,
             **settings.record(), "model_identity": identity, "task_hash": task_hash}
 
 
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries that compute a score (numerics and lm-eval's code)."""
+    return {name: version(name) for name in ("torch", "transformers", "lm_eval")}
+
+
 def cache_key(slug: str, benchmark: str, settings_record: dict[str, Any]) -> str:
-    """Hex key of (variant, benchmark, settings); any change in them is a new entry."""
-    blob = json.dumps({"slug": slug, "benchmark": benchmark, **settings_record}, sort_keys=True)
+    """Hex key of (variant, benchmark, settings, library versions); any change in them is a
+    new entry (another torch or transformers can change the numbers)."""
+    blob = json.dumps({"slug": slug, "benchmark": benchmark, **settings_record,
+                       "versions": library_versions()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

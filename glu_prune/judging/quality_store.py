@@ -44,20 +44,40 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+REASONS = {"stderr": "stderr_reason", "n": "n_reason"}  # a null stderr / n says why
+METRIC_KEYS = {"value", "stderr", "n", *REASONS.values()}
+
+
 def _check_metric(path: Path, where: str, entry: Any) -> None:
     if not isinstance(entry, dict):
         raise _fail(path, where, f"expected an object with value, stderr, n; got {entry!r}")
-    unknown = set(entry) - {"value", "stderr", "n"}
-    if unknown or "value" not in entry:
-        raise _fail(path, where, f"expected keys value, stderr, n; got {sorted(entry)}")
+    missing = [k for k in ("value", *REASONS) if k not in entry]
+    if set(entry) - METRIC_KEYS or missing:
+        raise _fail(path, where, f"expected keys value, stderr, n (and stderr_reason / "
+                                 f"n_reason where null); got {sorted(entry)}")
     if not _number(entry["value"]) or not math.isfinite(entry["value"]):
         raise _fail(path, f"{where}.value", f"expected a finite number, got {entry['value']!r}")
-    se = entry.get("stderr")
+    se = entry["stderr"]
     if se is not None and (not _number(se) or not math.isfinite(se) or se < 0):
         raise _fail(path, f"{where}.stderr", f"expected a number >= 0 or null, got {se!r}")
-    n = entry.get("n")
+    n = entry["n"]
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise _fail(path, f"{where}.n", f"expected an integer >= 1 or null, got {n!r}")
+    for key, reason in REASONS.items():  # null turns a check off: only with a stated reason
+        if entry[key] is None and not (isinstance(entry.get(reason), str) and entry[reason]):
+            raise _fail(path, f"{where}.{key}", f"null without a reason; give {key} or "
+                                                f"say why there is none in {reason!r}")
+
+
+def metric_entry(mv: MetricValue) -> dict[str, Any]:
+    """The stored form of a measured metric; a missing stderr or n names its reason."""
+    entry: dict[str, Any] = {"value": _round(mv.value), "stderr": _round(mv.stderr),
+                             "n": mv.n}
+    if mv.stderr is None:
+        entry["stderr_reason"] = "lm-eval reported no standard error for this metric"
+    if mv.n is None:
+        entry["n_reason"] = "lm-eval reported no sample count for this task"
+    return entry
 
 
 def _check_settings(path: Path, name: str, s: Any) -> None:
@@ -294,8 +314,7 @@ class QualityBaselines:
             for c in checks:
                 s, mv = c.subject, c.run
                 entry = data["results"].setdefault(s.variant, {}).setdefault(s.benchmark, {})
-                entry[s.metric] = {"value": _round(mv.value), "stderr": _round(mv.stderr),
-                                   "n": mv.n}
+                entry[s.metric] = metric_entry(mv)
             validate(data, self.path, self.known)  # never write a file we could not read back
             atomic_write_text(self.path, dump(data))
             self.data = data

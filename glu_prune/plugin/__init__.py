@@ -54,9 +54,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session_of(metafunc.config).parametrize(metafunc)
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: check only what is selected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run each variant's tests together (their xdist group is set in generate_tests)."""
+    """Run each variant's tests together (their xdist group is set in generate_tests);
+    then check what the selected tests need."""
     order(items)
     # weights_obtainable looked up here, at call time: the seam tests replace
     check_selected_resources(items, session_of(config).opts.models_dir, weights_obtainable)

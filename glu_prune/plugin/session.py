@@ -16,7 +16,8 @@ import pytest
 
 from glu_prune.console import quiet_libraries
 from glu_prune.catalog.models import get_model_spec
-from glu_prune.core.loading import MODELS_DIR_ENV, ArchitectureMismatch, WeightsUnavailable
+from glu_prune.core.loading import (MODELS_DIR_ENV, ArchitectureMismatch, UnreadableWeights,
+                                    WeightsUnavailable)
 from glu_prune.core.variants import BuiltVariant, VariantCache, VariantId, select_variants
 from glu_prune.plugin import quality
 from glu_prune.plugin.gpus import pin_worker
@@ -109,7 +110,8 @@ class GluSession:
     def build(self, variant_id: VariantId, request: pytest.FixtureRequest) -> BuiltVariant:
         """The ``variant`` fixture: ``variant_id`` built once per process; skips when its
         weights cannot be had (fails with ``--glu-require-weights`` or
-        ``--glu-require-baselines``), fails on a wrong model."""
+        ``--glu-require-baselines``), fails in one line on a wrong model or an unreadable
+        weights file."""
         before = self.cache.builds.get(variant_id.slug, 0)
         wrong_model = None
         try:
@@ -124,6 +126,8 @@ class GluSession:
             spec = get_model_spec(variant_id.model)
             wrong_model = (f"{exc}; point {MODELS_DIR_ENV} / --glu-models-dir at a folder "
                            f"whose {spec.name}/ holds {spec.hf_id or 'that model'}")
+        except UnreadableWeights as exc:  # a broken model, not a missing one: never a skip
+            wrong_model = str(exc)
         if wrong_model is not None:  # failed outside the except: pytest would print it twice
             pytest.fail(wrong_model, pytrace=False)
         if self.cache.builds[variant_id.slug] > before:  # travels to the xdist controller

@@ -44,6 +44,8 @@ NOTES = [
     "lambada_openai acc,none was not kept by the study (its zeros were placeholders): no "
     "baseline for it",
 ]
+STDERR_REASON = ("the published study kept no stderr for perplexities (see notes); judged by "
+                 "a relative tolerance")
 
 
 def _binomial(p: float, n: int | None) -> float | None:
@@ -66,7 +68,10 @@ def _metric_entry(b: Benchmark, key: str, raw: dict[str, Any]) -> dict[str, Any]
         se = None
     elif not isinstance(se, (int, float)):
         se = _binomial(float(value), b.n)
-    return {"value": float(value), "stderr": None if se is None else float(se), "n": b.n}
+    entry = {"value": float(value), "stderr": None if se is None else float(se), "n": b.n}
+    if se is None:  # a null stderr must say why (glu_prune.judging.quality_store)
+        entry["stderr_reason"] = STDERR_REASON
+    return entry
 
 
 def build_model(model: str, study: dict[str, Any], file_name: str) -> dict[str, Any]:

@@ -65,3 +65,14 @@ def test_tiny_ifeval_twin_needs_no_nltk_data(fake_variants, no_punkt_tab, monkey
                                      "--glu-models=tiny-llama", "--glu-levels=0",
                                      "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_deselected_ifeval_is_not_checked(fake_variants, no_punkt_tab, monkeypatch):
+    """Issue 19, point 6: the check runs after -k/-m deselection, for what is selected
+    only; before, ``-k "not ifeval"`` still stopped on ifeval's data (exit 4)."""
+    _weights(monkeypatch, True)
+    fake_variants.makepyfile(test_acc=TEST_FILE)
+    args = [a if a != "ifeval" else "not ifeval and mmlu" for a in REAL_IFEVAL]
+    result = fake_variants.runpytest(*args)
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.assert_outcomes(passed=1)

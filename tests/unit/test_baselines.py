@@ -53,14 +53,20 @@ def pin(path, measured, settings=SETTINGS, slug=SLUG, bench="mmlu", model=MODEL,
     return judge(checks, store, Tolerance(), update=True, settings=settings)
 
 
+def _entry(value, stderr, n):
+    """A stored metric; a null stderr / n states its reason, as the store requires."""
+    e = {"value": value, "stderr": stderr, "n": n}
+    e.update({f"{k}_reason": "not reported" for k in ("stderr", "n") if e[k] is None})
+    return e
+
+
 def write_baseline(path, value=0.6, stderr=0.02, n=600):
     data = {"format": 1, "model": MODEL, "provenance": {"source": "test"}, "settings": {},
             "benchmarks": {"mmlu": dict(SETTINGS), "wikitext": {
                 "task": "glu_tiny_wikitext", "num_fewshot": 0, "limit": None,
                 "chat_template": False}},
-            "results": {SLUG: {"mmlu": {"acc,none": {"value": value, "stderr": stderr, "n": n}},
-                               "wikitext": {"word_perplexity,none": {
-                                   "value": 12.5, "stderr": None, "n": 8}}},
+            "results": {SLUG: {"mmlu": {"acc,none": _entry(value, stderr, n)},
+                               "wikitext": {"word_perplexity,none": _entry(12.5, None, 8)}},
                         "tiny-llama-maw-p10": {"mmlu": {"acc,none": {
                             "value": 0.7, "stderr": 0.019, "n": 600}}}}}
     path.write_text(dump(data))
@@ -333,3 +339,29 @@ def test_first_pin_of_an_unpublished_model_replaces_the_placeholder(tmp_path):
     bf = load(path, known, model)
     assert bf.data["provenance"] == {"source": "pinned from glu-prune runs"}
     assert bf.entry(f"{model}-maw-p0", "mmlu")["acc,none"].value == 0.6
+
+
+@pytest.mark.parametrize(("entry", "needs"), [
+    ({"value": 0.6, "stderr": 0.02}, "expected keys value, stderr, n"),
+    ({"value": 0.6, "n": 600}, "expected keys value, stderr, n"),
+    ({"value": 0.6, "stderr": None, "n": 600}, "stderr: null without a reason"),
+    ({"value": 0.6, "stderr": 0.02, "n": None}, "n: null without a reason"),
+])
+def test_baseline_entries_need_n_and_stderr_or_a_reason(tmp_path, entry, needs):
+    """Issue 19, point 9: a missing n or stderr silently turned off the sample-count check;
+    now the file is refused, naming the file, the entry and what is needed."""
+    path = tmp_path / f"{MODEL}.json"
+    data = write_baseline(path)
+    data["results"][SLUG]["mmlu"]["acc,none"] = entry
+    path.write_text(dump(data))
+    with pytest.raises(JudgingError) as err:
+        read_baseline(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"results.{SLUG}.mmlu.acc,none" in msg and needs in msg
+
+
+def test_a_stated_reason_allows_a_null_stderr(tmp_path):
+    path = tmp_path / f"{MODEL}.json"
+    data = write_baseline(path, stderr=None)
+    assert data["results"][SLUG]["mmlu"]["acc,none"]["stderr_reason"]
+    assert read_baseline(path)["results"][SLUG]["mmlu"]["acc,none"]["stderr"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -310,3 +311,29 @@ def test_calibration_option_errors_name_the_cli_s_own_flags(tmp_path, capsys, ar
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert message in err and "--glu-" not in err and err.count("\n") == 1
+def _corrupt_tiny(models: Path, garbage: bytes) -> Path:
+    """The shipped tiny-llama folder copied into ``models``, its weights replaced."""
+    import shutil
+
+    from glu_prune.catalog.models import get_model_spec
+
+    folder = models / "tiny-llama"
+    shutil.copytree(get_model_spec("tiny-llama").local_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(garbage(weights.read_bytes()) if callable(garbage) else garbage)
+    return weights
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\xffnot a safetensors file" * 8,
+                                     lambda good: good[: len(good) // 2]],
+                         ids=["garbage", "truncated"])
+def test_corrupt_weights_are_one_line_naming_the_file(tmp_path, capsys, garbage):
+    """Issue 19, point 8: a corrupt model.safetensors gave a long traceback; now one line
+    naming the file, the error and the fix."""
+    weights = _corrupt_tiny(tmp_path / "models", garbage)
+    code = main(["prune", "tiny-llama", "--pct", "40", "--model-dir",
+                 str(tmp_path / "models"), "--out", str(tmp_path / "out")])
+    err = one_line(capsys.readouterr().err)
+    assert code == 2 and "Traceback" not in err
+    assert f"tiny-llama: cannot read {weights} (" in err
+    assert err.endswith("the file is corrupt or incomplete: download or save the model again\n")

@@ -9,7 +9,6 @@ string-value, n-zero and other-benchmark entries (a crash, or a result served).
 
 import copy
 import json
-import logging
 import shutil
 from types import SimpleNamespace
 
@@ -21,6 +20,8 @@ from glu_prune import tiny
 from glu_prune.catalog.benchmarks import get_benchmark
 from glu_prune.evaluation import (EvalSettings, ResultCache, TaskSource, evaluate_variant,
                                   model_identity, task_fingerprint)
+from glu_prune.evaluation import settings as settings_mod
+from glu_prune.evaluation.cache import CacheEntryWarning
 from glu_prune.evaluation.harness import load_tasks, make_lm, task_manager_for
 from glu_prune.judging import Tolerance
 
@@ -239,10 +240,17 @@ def _with(good, **changes):
     lambda good: _with(good, metrics={"acc,none": {"value": "0.5", "stderr": None, "n": 7}}),
     lambda good: _with(good, metrics={"acc,none": {"value": 0.5, "stderr": None, "n": 0}}),
     lambda good: _with(good, benchmark="boolq"),  # another benchmark's result
+    # issue 19, point 7: the runner never writes non-finite values, so one is corruption;
+    # a NaN was served from the cache and failed every rerun
+    lambda good: _with(good, metrics={"acc,none": {"value": float("nan"), "stderr": None,
+                                                   "n": 7}}),
+    lambda good: _with(good, metrics={"acc,none": {"value": 0.5, "stderr": float("inf"),
+                                                   "n": 7}}),
 ], ids=["truncated", "garbage", "null", "list", "old-format", "missing-metric",
-        "value-a-string", "n-zero", "other-benchmark"])
-def test_an_unreadable_cache_entry_is_logged_once_and_recomputed(monkeypatch, tmp_path,
-                                                                  caplog, spoil):
+        "value-a-string", "n-zero", "other-benchmark", "nan-value", "inf-stderr"])
+def test_an_unreadable_cache_entry_is_warned_once_and_recomputed(monkeypatch, tmp_path,
+                                                                  spoil):
+    """One warning (pytest shows warnings in its summary; a log line stayed captured)."""
     counts = {"identity": 0, "run": 0, "lm": 0}
     _fake_seams(monkeypatch, counts)
     cache, tasks, model = ResultCache(tmp_path), TaskSource(), object()
@@ -251,11 +259,28 @@ def test_an_unreadable_cache_entry_is_logged_once_and_recomputed(monkeypatch, tm
     good = json.loads(path.read_text())
     path.write_bytes(spoil(good))
     key16 = path.name.split(".")[1]  # the file is named by the key's first 16 characters
-    with caplog.at_level(logging.WARNING, logger="glu_prune.evaluation.cache"):
+    with pytest.warns(CacheEntryWarning) as warned:
         assert cache.get("v", "piqa", key16, ["acc,none"]) is None
         assert cache.get("v", "piqa", key16, ["acc,none"]) is None
-    warnings = [r for r in caplog.records if "unreadable cache entry" in r.getMessage()]
-    assert len(warnings) == 1 and str(path) in warnings[0].getMessage()
+    messages = [str(w.message) for w in warned if "unreadable cache entry" in str(w.message)]
+    assert len(messages) == 1 and str(path) in messages[0]
     out = evaluate_variant(model, None, "v", [PIQA], EvalSettings(), cache, tasks=tasks)
     assert out.evaluated == ["piqa"] and counts["run"] == 2  # recomputed, not a crash
     assert json.loads(path.read_text()) == good  # and the entry is whole again
+
+
+@pytest.mark.parametrize("library", ["torch", "transformers", "lm_eval"])
+def test_the_cache_key_follows_the_library_versions(monkeypatch, library):
+    """Issue 19, point 7: another torch or transformers can change a score, so it is a new
+    cache entry (before, torch's version was not in the key; transformers' only through
+    the config's JSON)."""
+    settings_mod.library_versions.cache_clear()
+    before = settings_mod.cache_key("v", "piqa", {"task": "piqa"})
+    real = settings_mod.version
+    monkeypatch.setattr(settings_mod, "version",
+                        lambda name: "0.0.other" if name == library else real(name))
+    settings_mod.library_versions.cache_clear()
+    try:
+        assert settings_mod.cache_key("v", "piqa", {"task": "piqa"}) != before
+    finally:
+        settings_mod.library_versions.cache_clear()

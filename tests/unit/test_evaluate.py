@@ -78,7 +78,8 @@ def test_cache_round_trip_is_atomic_and_corrupt_entries_are_recomputed(tmp_path)
     got = cache.get("v", "mmlu", "k" * 64)
     assert got.cached and got.metrics == _result().metrics
     path.write_text("{broken")
-    assert cache.get("v", "mmlu", "k" * 64) is None and cache.misses == 1
+    with pytest.warns(UserWarning, match="ignoring unreadable cache entry"):
+        assert cache.get("v", "mmlu", "k" * 64) is None and cache.misses == 1
 
 
 RAW = {"results": {"glu_tiny_mmlu": {"acc,none": 0.4, "acc_stderr,none": 0.04},
