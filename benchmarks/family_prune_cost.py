@@ -64,7 +64,7 @@ def build(shape: str, layers: int, dtype: torch.dtype) -> nn.Module:
     with torch.no_grad():
         for mlp in glu_mlps(model):
             for p in mlp.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).to(dtype))
+                p.normal_(generator=gen)
     return model.eval()
 
 
@@ -153,6 +153,7 @@ def main() -> None:
                      f"{med['glu_prune'] / med['floor']:.2f}", f"{mem['floor']:.0f}",
                      f"{mem['glu_prune']:.0f}", f"{mem['glu_prune'] / layer_mib:.2f}",
                      " ".join(f"{x:.3f}" for x in t["glu_prune"])])
+        print(rows[-1], flush=True)  # progress: one row per shape as it is measured
     print(f"{args.layers} layers, {args.dtype}, CPU, MAW {PCT} %, median of {args.runs}")
     print(tabulate(rows, headers=["shape", "floor s", "glu_prune s", "ratio",
                                   "floor peak extra MiB", "glu_prune peak extra MiB",
