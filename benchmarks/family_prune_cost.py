@@ -14,6 +14,10 @@ other weights are left unset: pruning never reads them). Two pruners at 40 % MAW
 Time: one process, the two interleaved on the same model (its MLP weights restored from a
 pristine copy before each run), median of ``--runs``. Peak extra memory: a fresh process
 per (shape, pruner), resident set sampled above the level just before the call.
+
+Measured (2-core CPU shared with other jobs, load ~10; bf16, 4 layers, median of 3):
+glu_prune / floor time 1.12 (llama-3.2-1b), 0.93 (qwen2.5-7b), 0.97 (phi-3-mini); peak
+extra memory 132 / 130, 523 / 522, 196 / 194 MiB, 1.35-1.38x one layer's MLP for all three.
 """
 
 from __future__ import annotations
