@@ -1,3 +1,7 @@
-"""Root conftest: loads the glu-prune pytest plugin (and pytester, for tests/plugin)."""
+"""Root conftest: pytester for the plugin's own tests (tests/plugin).
 
-pytest_plugins = ["pytester", "glu_prune.plugin"]
+The glu-prune plugin itself is a pytest11 entry point (pyproject.toml), loaded by every
+pytest run of an environment where glu-prune is installed.
+"""
+
+pytest_plugins = ["pytester"]

@@ -14,17 +14,21 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from tabulate import tabulate
 
 from glu_prune.console import quiet_libraries
-from glu_prune.core.importance import SCORERS
+from glu_prune.core.calibration import calibrate
+from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationFlag,
+                                              CalibrationSettings, calibration_overrides,
+                                              settings_for)
+from glu_prune.core.importance import known_methods, needs_calibration
 from glu_prune.catalog.models import BASE_LEVELS, MODELS, get_model_spec, make_config
-from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
-from glu_prune.core.sources import BadSource, Source, load_source, resolve_source
+from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable
+from glu_prune.core.sources import BadSource, load_named, user_source
 from glu_prune.core.arithmetic import expansion_table, kept_count
-from glu_prune.core.prune import prune_glu_mlp
+from glu_prune.core.prune import PruneReport, prune_glu_mlp
 from glu_prune.results import (ReportLock, header_line, incomplete_banner, load_document,
                                markdown, merge, regressions, write_results)
 
@@ -45,6 +49,16 @@ def _sibling(out: Path, tag: str) -> Path:
     return out.parent / f".{out.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def usual_modes(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open`` gives (0666 less the umask):
+    transformers writes ``model.safetensors`` through a private temporary file (0600)."""
+    umask = os.umask(0)
+    os.umask(umask)  # reading the umask means setting it; put it straight back
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
 def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(tmp)`` on a new folder beside ``out``, then put it in ``out``'s place.
 
@@ -58,6 +72,7 @@ def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
     tmp.mkdir()  # not mkdtemp: a saved model keeps the umask's permissions, not 0700
     try:
         write(tmp)
+        usual_modes(tmp)
         if not out.exists():
             os.rename(tmp, out)
             return
@@ -91,25 +106,6 @@ def check_prune_level(args: argparse.Namespace, width: int | None = None,
         raise ValueError(f"{args.model}: {_as_options(str(exc))}") from None
 
 
-def _source(args: argparse.Namespace) -> Source | None:
-    """The checked source MODEL names, or ``None`` for a registered model."""
-    if args.model in MODELS:
-        return None
-    if getattr(args, "model_dir", None):
-        raise BadSource(f"--model-dir goes with a registered model ({', '.join(MODELS)}); "
-                        f"give the folder {args.model_dir!r} as MODEL instead")
-    return resolve_source(args.model, registered=MODELS.names())
-
-
-def _load(args: argparse.Namespace, source: Source | None):
-    """``(name, model, tokenizer)``: a registered model, or a source's (random weights of
-    its shape with ``--weights random``)."""
-    if source is None:
-        return args.model, *load_model(args.model, weights=args.weights,
-                                        model_dir=args.model_dir)
-    return source.name, *load_source(source, weights=args.weights, seed=args.seed)
-
-
 def _as_options(message: str, pct: str = "--pct") -> str:
     """A library message with its argument names spelt as this command's options
     (``round_to=8`` -> ``--round-to 8``); ``pct``: what a pct is called here."""
@@ -124,22 +120,25 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a registered model (or a local directory) and save it with its report."""
     out = Path(args.out)
     check_out_dir(out, args.force)
-    source = _source(args)
-    if source is None:
-        check_prune_level(args)
-    else:
-        check_prune_level(args, source.family.width(source.config), source.config.hidden_size)
+    source = user_source(args.model, args.model_dir)
+    check_prune_level(args, *(source.shape() if source else ()))
+    calibration = calibration_settings(args)  # checked before the model loads
     with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
-        name, model, tok = _load(args, source)
+        name, model, tok = load_named(args.model, source, weights=args.weights,
+                                      model_dir=args.model_dir, seed=args.seed)
+    stats = None if calibration is None else calibrate(model, tok, calibration,
+                                                      progress=args.verbose)
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
-                           method=args.method, round_to=args.round_to, seed=args.seed)
+                           method=args.method, round_to=args.round_to, seed=args.seed,
+                           stats=stats)
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder)  # safetensors; tied embeddings stay tied
         if tok is not None:
             tok.save_pretrained(folder)
         (folder / "prune_report.json").write_text(json.dumps(
-            {"model": name, "weights": args.weights, **report.to_dict()}, indent=1))
+            {"model": name, "weights": args.weights, **report_fields(args, report)},
+            indent=1))
 
     try:
         with quiet_libraries(verbose=args.verbose):
@@ -151,6 +150,38 @@ def cmd_prune(args: argparse.Namespace) -> int:
                      f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
                      f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
     return 0
+
+
+def calib_option(flag: CalibrationFlag) -> str:
+    """The CLI's spelling of a calibration option: ``--calib-<name>``."""
+    return f"--calib-{flag.name}"
+
+
+def calibration_settings(args: argparse.Namespace) -> CalibrationSettings | None:
+    """The calibration data of a data-driven ``--method`` (None for weight-only ones);
+    ``--calib-*`` given with a weight-only method is an error, not silently ignored."""
+    given = calibration_overrides(lambda f: getattr(args, f"calib_{f.field}"), calib_option)
+    if not needs_calibration(args.method):
+        if given:
+            raise ValueError(f"{', '.join(sorted(_given_calib(args)))} given, but --method "
+                             f"{args.method} scores weights only; calibration-based methods: "
+                             f"{', '.join(m for m in known_methods() if needs_calibration(m))}")
+        return None
+    return settings_for(args.model, **given)
+
+
+def _given_calib(args: argparse.Namespace) -> list[str]:
+    return [calib_option(f) for f in CALIBRATION_FLAGS
+            if getattr(args, f"calib_{f.field}") is not None]
+
+
+def report_fields(args: argparse.Namespace, report: PruneReport) -> dict[str, Any]:
+    """The report's fields with both percentages named for what they are: the level asked
+    for and the share of neurons actually removed (k is whole: 40 % of 512 removes 204
+    neurons, 39.84 %; a rounding moves it further)."""
+    fields = report.to_dict()
+    return {"pct_requested": args.pct, "pct_removed": fields.pop("pct"),
+            "expansion_ratio_requested": args.expansion_ratio, **fields}
 
 
 def parse_levels(text: str) -> list[float]:
@@ -167,7 +198,7 @@ def parse_levels(text: str) -> list[float]:
 
 def cmd_table(args: argparse.Namespace) -> int:
     """Print a model's expansion table from its config alone (no weights needed)."""
-    source = _source(args)
+    source = user_source(args.model)
     default_levels = BASE_LEVELS if source else get_model_spec(args.model).levels
     levels = parse_levels(args.levels) if args.levels else default_levels
     config = source.config if source else make_config(args.model)
@@ -270,7 +301,13 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--pct", type=float, help="percentage of neurons to remove, in [0, 100)")
     how.add_argument("--expansion-ratio", type=float, help="target intermediate/hidden ratio")
-    p.add_argument("--method", default="maw", choices=sorted(SCORERS), help="(default: maw)")
+    p.add_argument("--method", default="maw", choices=known_methods(), metavar="METHOD",
+                   help=f"neuron importance: {', '.join(known_methods())}; act, wanda_sp, "
+                        f"flap and maw_hybrid score by activations on calibration data, see "
+                        f"--calib-* (default: maw)")
+    for flag in CALIBRATION_FLAGS:  # the plugin's --glu-calib-* options, one definition
+        p.add_argument(calib_option(flag), dest=f"calib_{flag.field}", default=None,
+                       type=None if flag.minimum is None else int, help=flag.help)
     p.add_argument("--round-to", type=int, default=1, help="round kept size (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method (default: 0)")
     p.add_argument("--weights", default="auto", choices=["auto", "random"],

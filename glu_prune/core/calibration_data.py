@@ -18,11 +18,11 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 
-from glu_prune.catalog.models import get_model_spec
+from glu_prune.catalog.models import MODELS
 from glu_prune.tiny import corpus, world
 
 LOG = logging.getLogger(__name__)
@@ -188,14 +188,73 @@ class CalibrationSettings:
 def settings_for(model_name: str, **overrides: Any) -> CalibrationSettings:
     """Default settings for a registered model: the tiny corpus (256-token sequences, the
     tiny models' training context) for the tiny models, C4 otherwise; the chat template for
-    instruct models."""
-    spec = get_model_spec(model_name)
-    tiny = spec.benchmark_set.startswith("tiny")
+    instruct models. A model the user brings (not registered) gets C4, no chat template."""
+    spec = MODELS.get(model_name, None)
+    tiny = spec is not None and spec.benchmark_set.startswith("tiny")
     defaults: dict[str, Any] = {"source": TinyCorpus() if tiny else HUB_DATASETS["c4"],
-                                "chat_template": spec.instruct}
+                                "chat_template": spec is not None and spec.instruct}
     if tiny:
         defaults["seq_len"] = 256
     return CalibrationSettings(**{**defaults, **overrides})
+
+
+@dataclass(frozen=True)
+class CalibrationFlag:
+    """One calibration option, declared once: the pytest plugin adds it as
+    ``--glu-calib-<name>``, the CLI as ``--calib-<name>``; both check and read it here."""
+
+    name: str  # the option's suffix
+    field: str  # the CalibrationSettings field it sets
+    minimum: int | None  # integer options: the least valid value; None: the text source
+    help: str
+
+    def parse(self, value: Any, option: str) -> Any:
+        """The field's value from the option's (None: not given); a ValueError names the
+        option, the value and what is valid."""
+        if value is None:
+            return None
+        if self.minimum is None:
+            try:
+                return source_from_name(str(value))
+            except ValueError as exc:
+                valid = str(exc).split("; valid: ")[-1]
+                raise ValueError(f"{option}={value}: unknown source; valid: {valid}") from None
+        if not isinstance(value, int) or isinstance(value, bool) or value < self.minimum:
+            raise ValueError(f"{option}={value}: valid: an integer >= {self.minimum}")
+        return value
+
+
+def _flags() -> tuple[CalibrationFlag, ...]:
+    d = CalibrationSettings()
+    return (
+        CalibrationFlag("source", "source", None,
+                        "calibration text of data-driven methods: tinycorpus (the tiny "
+                        "world's training generator), c4 (C4's English validation shard, "
+                        "never an evaluation set) or a local text file (default: tinycorpus "
+                        "for the tiny models, c4 otherwise; instruct models read it through "
+                        "their chat template)"),
+        CalibrationFlag("sequences", "n_sequences", 1,
+                        f"calibration sequences (default: {d.n_sequences})"),
+        CalibrationFlag("length", "seq_len", 2,
+                        f"tokens per calibration sequence (default: {d.seq_len}; 256 for "
+                        f"the tiny models, their training context)"),
+        CalibrationFlag("batch-size", "batch_size", 1,
+                        f"calibration sequences per forward pass; part of the identity, as "
+                        f"maw_hybrid sums per-batch norms (default: {d.batch_size})"),
+        CalibrationFlag("seed", "seed", 0,
+                        f"seed of the calibration text's sampling (default: {d.seed})"),
+    )
+
+
+CALIBRATION_FLAGS: tuple[CalibrationFlag, ...] = _flags()
+
+
+def calibration_overrides(value_of: Callable[[CalibrationFlag], Any],
+                          option_of: Callable[[CalibrationFlag], str]) -> dict[str, Any]:
+    """The CalibrationSettings fields the user gave, checked: ``value_of(flag)`` is the
+    option's value (None: not given), ``option_of(flag)`` its spelling in messages."""
+    out = {f.field: f.parse(value_of(f), option_of(f)) for f in CALIBRATION_FLAGS}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # ---------------------------------------------------------------- token batches

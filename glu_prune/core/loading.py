@@ -47,8 +47,7 @@ def check_architecture(model_or_config: Any, spec: ModelSpec, num_layers: int | 
         where = f" at {source}" if source else ""
         raise ArchitectureMismatch(
             f"{spec.name}: the model{where} is not {spec.name}'s registered architecture: "
-            f"{', '.join(diffs)}; point {MODELS_DIR_ENV} / --glu-models-dir at a folder whose "
-            f"{spec.name}/ holds {spec.hf_id or 'that model'}")
+            f"{', '.join(diffs)}")  # each interface appends its own way to the right folder
 
 
 def default_dtype(device: str | None = None):

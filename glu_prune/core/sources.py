@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from glu_prune.catalog.families import Family, UnsupportedFamily, family_of
-from glu_prune.core.loading import default_dtype, hub_offline, hub_reachable
+from glu_prune.catalog.models import MODELS
+from glu_prune.core.loading import default_dtype, hub_offline, hub_reachable, load_model
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class Source:
     location: str  # a folder path or a hub id
     config: Any
     family: Family
+
+    def shape(self) -> tuple[int, int]:
+        """(MLP width, hidden size) from the config."""
+        return self.family.width(self.config), int(self.config.hidden_size)
 
 
 def source_name(text: str) -> str:
@@ -136,3 +141,22 @@ def _tokenizer(location: str):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         LOG.info("no tokenizer at %s: %s", location, str(exc).strip()[:200])
         return None
+
+
+def user_source(text: str, model_dir: str | None = None) -> Source | None:
+    """The checked source ``text`` names, or ``None`` when it is a registered model name."""
+    if text in MODELS:
+        return None
+    if model_dir:
+        raise BadSource(f"--model-dir goes with a registered model ({', '.join(MODELS)}); "
+                        f"give the folder {model_dir!r} as the model instead")
+    return resolve_source(text, registered=MODELS.names())
+
+
+def load_named(text: str, source: Source | None, *, weights: str = "auto",
+               model_dir: str | None = None, seed: int = 0):
+    """``(name, model, tokenizer)``: the registered model ``text`` (``source`` None), or the
+    source's (random weights of its shape with ``weights="random"``)."""
+    if source is None:
+        return text, *load_model(text, weights=weights, model_dir=model_dir)
+    return source.name, *load_source(source, weights=weights, seed=seed)

@@ -51,13 +51,29 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE
     return float(ci.low), float(ci.high)
 
 
+def _same(t: float) -> float:
+    return t
+
+
 @dataclass(frozen=True)
 class Speedup:
     """Reference time / variant time of each paired round, summarized by the median and a
-    confidence interval of the median. Significant when the interval excludes 1."""
+    confidence interval of the median. Significant when the interval excludes 1.
+
+    ``reference`` and ``variant`` keep the paired rounds' seconds, so a table can show the
+    two medians the speedup was measured from (not the reference's own, separate test)."""
 
     ratios: tuple[float, ...]
     confidence: float = CONFIDENCE
+    reference: tuple[float, ...] = ()
+    variant: tuple[float, ...] = ()
+
+    @classmethod
+    def of_rounds(cls, reference: Sequence[float], variant: Sequence[float]) -> Speedup:
+        """The speedup of paired rounds: ``reference[i]`` timed just before ``variant[i]``."""
+        pairs = tuple(zip(reference, variant, strict=True))
+        return cls(tuple(r / v for r, v in pairs), reference=tuple(reference),
+                   variant=tuple(variant))
 
     @property
     def median(self) -> float:
@@ -72,12 +88,18 @@ class Speedup:
         low, high = self.interval
         return low is not None and (low > 1 or high < 1)
 
-    def fields(self) -> dict[str, Any]:
-        """The record fields: ``speedup`` and its interval, rounds and significance."""
+    def fields(self, scale: Callable[[float], float] = _same) -> dict[str, Any]:
+        """The record fields: ``speedup`` and its interval, rounds and significance, and
+        the paired rounds' medians in the row's unit (``scale`` maps seconds to it, as for
+        :func:`spread`)."""
         low, high = self.interval
+        pair = {}
+        if self.reference and self.variant:
+            pair = {"pair_reference": scale(statistics.median(self.reference)),
+                    "pair_variant": scale(statistics.median(self.variant))}
         return {"speedup": self.median, "speedup_low": low, "speedup_high": high,
                 "speedup_rounds": len(self.ratios), "speedup_confidence": self.confidence,
-                "speedup_significant": self.significant, "speedup_paired": True}
+                "speedup_significant": self.significant, "speedup_paired": True, **pair}
 
 
 def run_paired(benchmark: Any, variant: Call, reference: Call | None, *, rounds: int,
@@ -100,7 +122,7 @@ def run_paired(benchmark: Any, variant: Call, reference: Call | None, *, rounds:
     if reference is None or stats is None:
         return result, None
     paired = ref_times[warmup:warmup + len(stats.data)]  # setup also ran before warm-ups
-    return result, Speedup(tuple(r / v for r, v in zip(paired, stats.data, strict=True)))
+    return result, Speedup.of_rounds(paired, stats.data)
 
 
 # ---------------------------------------------------------------- statistics and ideals
@@ -143,5 +165,6 @@ class Row:
     ideal_speedup: float | None = None
     spread: dict[str, Any] = field(default_factory=dict)  # q1, q3, rounds, outliers
     paired: Speedup | None = None  # speedup from rounds interleaved with the reference's
+    scale: Callable[[float], float] = _same  # seconds of one round -> the row's unit
     conditions: dict[str, Any] = field(default_factory=dict)  # prompt_len, batch, new_tokens
     extra: dict[str, Any] = field(default_factory=dict)  # side numbers: shown, not judged

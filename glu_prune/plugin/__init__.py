@@ -22,6 +22,7 @@ from glu_prune.plugin.perf_session import PerfContext
 from glu_prune.plugin.records import Recorder, recorder_for
 from glu_prune.plugin.results import tag_skip
 from glu_prune.plugin.session import SESSION_KEY, GluSession, session_of
+from glu_prune.plugin.skips import quiet_benchmark_xdist_warning, write_skip_summary
 from glu_prune.plugin.variants import check_selected_resources, order
 
 
@@ -61,6 +62,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     check_selected_resources(items, session_of(config).opts.models_dir, weights_obtainable)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """After -k/-m deselection: what is really selected."""
+    quiet_benchmark_xdist_warning(session.config, session.items)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
@@ -88,7 +94,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """The results section, then the latency/energy section."""
+    """The skip reasons, the results section, then the latency/energy section."""
+    write_skip_summary(terminalreporter)
     glu = session_of(config)
     if glu.results is not None:
         glu.results.summary(terminalreporter)

@@ -18,7 +18,7 @@ import torch
 
 from glu_prune.catalog.benchmarks import BENCHMARK_SETS
 from glu_prune.catalog.models import MODELS
-from glu_prune.core.calibration_data import source_from_name
+from glu_prune.core.calibration_data import CalibrationFlag, calibration_overrides
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.judging import DeviceInfo, Tolerance
@@ -134,19 +134,15 @@ def check_methods(text: str | None) -> None:
                             f"unknown method {name!r}")
 
 
+def calib_option(flag: CalibrationFlag) -> str:
+    """The plugin's spelling of a calibration option: ``--glu-calib-<name>``."""
+    return f"--glu-calib-{flag.name}"
+
+
 def check_calibration(get: Get) -> None:
-    """The calibration data of data-driven methods: a known source and sane sizes."""
-    source = get("--glu-calib-source")
-    if source is not None:
-        try:
-            source_from_name(source)
-        except ValueError as exc:
-            raise BadOption("--glu-calib-source", source, str(exc).split("; valid: ")[-1],
-                            "unknown source") from None
-    _int_at_least("--glu-calib-sequences", get("--glu-calib-sequences"), 1)
-    _int_at_least("--glu-calib-length", get("--glu-calib-length"), 2)
-    _int_at_least("--glu-calib-batch-size", get("--glu-calib-batch-size"), 1)
-    _int_at_least("--glu-calib-seed", get("--glu-calib-seed"), 0)
+    """The calibration data of data-driven methods: a known source and sane sizes (the
+    checks of ``CALIBRATION_FLAGS``, shared with the CLI)."""
+    calibration_overrides(lambda f: get(calib_option(f)), calib_option)
 
 
 def check_levels(text: str | None, models: list[str]) -> None:

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from glu_prune.core.calibration_data import (CalibrationSettings, settings_for,
-                                              source_from_name)
+from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationSettings,
+                                              calibration_overrides, settings_for)
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.evaluation import EvalSettings
 from glu_prune.judging import UPDATE_FLAG, Tolerance
-from glu_prune.plugin.checks import (FLAGS, BadOption, Get, check_options, parse_list,
-                                     parse_ppl_tol)
+from glu_prune.plugin.checks import (FLAGS, BadOption, Get, calib_option, check_options,
+                                     parse_list, parse_ppl_tol)
 
 __all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
            "parse_list", "parse_ppl_tol"]
@@ -66,23 +66,9 @@ def _what_to_run(group: Any) -> None:
 
 
 def _calibration(group: Any) -> None:
-    defaults = CalibrationSettings()
-    group.addoption("--glu-calib-source", default=None,
-                    help="calibration text of data-driven methods: tinycorpus (the tiny "
-                         "world's training generator), c4 (C4's English validation shard, "
-                         "never an evaluation set) or a local text file (default: tinycorpus "
-                         "for the tiny models, c4 otherwise; instruct models read it through "
-                         "their chat template)")
-    group.addoption("--glu-calib-sequences", type=int, default=None,
-                    help=f"calibration sequences (default: {defaults.n_sequences})")
-    group.addoption("--glu-calib-length", type=int, default=None,
-                    help=f"tokens per calibration sequence (default: {defaults.seq_len}; "
-                         f"256 for the tiny models, their training context)")
-    group.addoption("--glu-calib-batch-size", type=int, default=None,
-                    help=f"calibration sequences per forward pass; part of the identity, as "
-                         f"maw_hybrid sums per-batch norms (default: {defaults.batch_size})")
-    group.addoption("--glu-calib-seed", type=int, default=None,
-                    help=f"seed of the calibration text's sampling (default: {defaults.seed})")
+    for flag in CALIBRATION_FLAGS:  # declared once, shared with the CLI's --calib-*
+        group.addoption(calib_option(flag), default=None, help=flag.help,
+                        type=None if flag.minimum is None else int)
 
 
 def _evaluation(group: Any) -> None:
@@ -209,9 +195,4 @@ class Options:
 
 def _calibration_overrides(get: Get) -> dict[str, Any]:
     """The --glu-calib-* values given, by CalibrationSettings field."""
-    given = {"source": get("--glu-calib-source"), "n_sequences": get("--glu-calib-sequences"),
-             "seq_len": get("--glu-calib-length"), "batch_size": get("--glu-calib-batch-size"),
-             "seed": get("--glu-calib-seed")}
-    if given["source"] is not None:
-        given["source"] = source_from_name(given["source"])
-    return {k: v for k, v in given.items() if v is not None}
+    return calibration_overrides(lambda f: get(calib_option(f)), calib_option)

@@ -116,7 +116,7 @@ class PerfContext:
                 verdict: Verdict, node: Any) -> dict[str, Any]:
         """The flat judged row (``benchmark.extra_info``, the latency tests' ``record``)."""
         separate = self._separate_speedup(v, row)
-        speed = row.paired.fields() if row.paired is not None else {
+        speed = row.paired.fields(row.scale) if row.paired is not None else {
             "speedup": separate, "speedup_paired": False}
         efficiency = (speed["speedup"] / row.ideal_speedup
                       if speed["speedup"] and row.ideal_speedup else None)

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import pytest
 
 from glu_prune.console import quiet_libraries
-from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable
+from glu_prune.catalog.models import get_model_spec
+from glu_prune.core.loading import MODELS_DIR_ENV, ArchitectureMismatch, WeightsUnavailable
 from glu_prune.core.variants import BuiltVariant, VariantCache, VariantId, select_variants
 from glu_prune.plugin import quality
 from glu_prune.plugin.gpus import pin_worker
@@ -118,7 +119,9 @@ class GluSession:
                 pytest.fail(str(exc), pytrace=False)
             pytest.skip(str(exc))
         except ArchitectureMismatch as exc:  # a wrong model, not a missing one: never a skip
-            wrong_model = str(exc)
+            spec = get_model_spec(variant_id.model)
+            wrong_model = (f"{exc}; point {MODELS_DIR_ENV} / --glu-models-dir at a folder "
+                           f"whose {spec.name}/ holds {spec.hf_id or 'that model'}")
         if wrong_model is not None:  # failed outside the except: pytest would print it twice
             pytest.fail(wrong_model, pytrace=False)
         if self.cache.builds[variant_id.slug] > before:  # travels to the xdist controller

@@ -23,7 +23,10 @@ PERF_LEGEND = ("Speedup vs p0 = median over paired rounds of (unpruned time / pr
                "range of the rounds; outliers = rounds beyond 1.5 IQR (pytest-benchmark's "
                "count). measured / ideal = speedup / the FLOP (prefill) or weight-byte "
                "(decode) ratio, shown for significant speedups. *unpaired* = a ratio of two "
-               "separate measurements (one energy window each), with no interval.")
+               "separate measurements (one energy window each), with no interval. paired medians = "
+               "the medians of p0's and this level's rounds in those same alternating rounds "
+               "(their ratio lies in the speedup's interval; p0's own row is a separate test "
+               "and may differ).")
 
 
 def perf_records(records: Sequence[Record]) -> list[Record]:
@@ -129,6 +132,15 @@ def _speedup_cell(r: Record, ref: Record | None) -> str:
         f"**n.s.** {interval}"
 
 
+def _pair_cell(r: Record) -> str:
+    """``p0 → this`` medians of the paired rounds the speedup was measured from (the p0
+    column's own median comes from p0's separate test, so it cannot reconcile the two)."""
+    e = r.extra
+    if r.pct == 0 or e.get("pair_reference") is None or e.get("pair_variant") is None:
+        return "-"
+    return f"{fmt_number(e['pair_reference'], r.unit)} → {fmt_number(e['pair_variant'], r.unit)}"
+
+
 def _perf_row(r: Record, ref: Record | None, runs: Runs, several: bool) -> list[str]:
     e = r.extra
     quartiles = (f"{fmt_number(e['q1'], r.unit)}-{fmt_number(e['q3'], r.unit)}"
@@ -137,7 +149,8 @@ def _perf_row(r: Record, ref: Record | None, runs: Runs, several: bool) -> list[
     efficiency = e.get("efficiency")
     verdict = MARKS.get(r.verdict or "", "").strip() or (r.verdict or "-")
     return [row_label(variant_key(r), several) + runs.mark(r), fmt_value(r), quartiles,
-            str(e.get("rounds", "-")), str(e.get("outliers", "-")), _speedup_cell(r, ref),
+            str(e.get("rounds", "-")), str(e.get("outliers", "-")), _pair_cell(r),
+            _speedup_cell(r, ref),
             f"{r.ideal:.2f}x" if r.ideal and r.pct else "-",
             f"{efficiency:.2f}" if efficiency is not None and significant and r.pct else "-",
             verdict]
@@ -157,7 +170,8 @@ def performance_tables(records: Sequence[Record], runs: Runs = NO_RUNS
         arrow = ARROWS.get(rows[0].direction or "", "")
         name = _PERF_NAMES.get(family(bench), f"{bench} {metric}")
         headers = ["level", f"{name} {arrow}".strip(), "q1-q3", "rounds", "outliers",
-                   "speedup vs p0 [95 % CI]", "ideal", "measured / ideal", "vs baseline"]
+                   "paired medians p0 → this", "speedup vs p0 [95 % CI]", "ideal",
+                   "measured / ideal", "vs baseline"]
         out.append((perf_conditions(bench, rows),
                     (headers, [_perf_row(r, ref, runs, several) for r in rows])))
     return out

@@ -18,7 +18,7 @@ MARKING_CONFTEST = '''
 import pytest
 from pathlib import Path
 
-pytest_plugins = ["glu_prune.plugin"]
+# the glu-prune plugin loads as a pytest11 entry point
 
 
 @pytest.fixture
@@ -114,4 +114,5 @@ def test_wrong_model_fails_its_suite_tests(tmp_path):
     assert errors.count("llama-3.2-1b: the model at ") == 2, out[-3000:]  # one per test
     assert ("is not llama-3.2-1b's registered architecture: hidden_size 128 vs registered "
             "2048, num_hidden_layers 4 vs registered 16, ") in out
+    assert "point GLU_PRUNE_MODELS_DIR / --glu-models-dir at a folder whose llama-3.2-1b/" in out
     assert "Traceback" not in out

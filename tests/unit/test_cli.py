@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -26,6 +28,20 @@ def test_prune_saves_model_tokenizer_report(tmp_path, capsys):
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     assert model.config.intermediate_size == 308
     assert "saved tiny-llama" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_files_take_the_umask_like_any_other_file(tmp_path, umask):
+    """transformers writes model.safetensors through a 0600 temporary file; the saved
+    variant's files all get 0666 less the umask, as the tokenizer and config already did."""
+    old = os.umask(umask)
+    try:
+        assert main(["prune", "tiny-llama", "--pct", "40", "--out", str(tmp_path / "v")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "v").iterdir()}
+    assert "model.safetensors" in modes
+    assert set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def report_layers(path) -> int:
@@ -108,7 +124,7 @@ def no_loading(monkeypatch):
     """Fail the test if the command gets as far as loading a model."""
     def load_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the bad value was rejected")
-    monkeypatch.setattr("glu_prune.cli.load_model", load_model)
+    monkeypatch.setattr("glu_prune.core.sources.load_model", load_model)
 
 
 def one_line(text: str) -> str:
@@ -224,3 +240,79 @@ def test_plots_without_matplotlib_is_refused_before_merging(tmp_path, capsys, mo
     err = one_line(capsys.readouterr().err)
     assert '--plots needs matplotlib, which is not installed: pip install -e ".[plots]"' in err
     assert not (tmp_path / "out").exists()
+
+
+def _plugin_options() -> dict[str, dict]:
+    """The plugin's --glu-* options as declared (name -> addoption keyword arguments)."""
+    from glu_prune.plugin.options import add_options
+
+    declared: dict[str, dict] = {}
+
+    class Group:
+        def addoption(self, name, **kwargs):
+            declared[name] = kwargs
+
+    class Parser:
+        def getgroup(self, *args, **kwargs):
+            return Group()
+
+    add_options(Parser())
+    return declared
+
+
+def _cli_prune_options() -> dict[str, object]:
+    from glu_prune.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    prune = sub.choices["prune"]
+    return {s: a for a in prune._actions for s in a.option_strings}
+
+
+def test_cli_and_plugin_accept_the_same_methods_and_calibration_options():
+    """One definition: every --glu-calib-X is the CLI's --calib-X with the same type and
+    help, and --method accepts exactly the methods --glu-methods accepts."""
+    from glu_prune.core.importance import known_methods
+
+    plugin, cli = _plugin_options(), _cli_prune_options()
+    calib = {name.removeprefix("--glu-"): kw for name, kw in plugin.items()
+             if name.startswith("--glu-calib-")}
+    assert len(calib) == 5
+    for suffix, kw in calib.items():
+        action = cli[f"--{suffix}"]
+        assert (action.type, action.help) == (kw.get("type"), kw["help"]), suffix
+    assert set(cli["--method"].choices) == set(known_methods())
+    assert {"act", "wanda_sp", "flap", "maw_hybrid"} <= set(known_methods())
+
+
+def test_prune_with_a_calibration_method_saves_a_reloadable_model(tmp_path):
+    out = tmp_path / "flap"
+    assert main(["prune", "tiny-llama", "--pct", "40", "--method", "flap",
+                 "--calib-sequences", "4", "--calib-length", "64", "--out", str(out)]) == 0
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["method"] == "flap" and report["compensated"] is True
+    assert report["calibration"] == "c-tinycorpus-n4-l64-b8-s0"
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    assert model.config.mlp_bias is True and model.config.intermediate_size == 308
+
+
+def test_report_names_the_requested_and_the_removed_percentage(tmp_path):
+    """40 % of 512 removes floor(204.8) = 204 neurons: 39.84 % removed, 40 asked for."""
+    out = tmp_path / "p40"
+    assert main(["prune", "tiny-llama", "--pct", "40", "--out", str(out)]) == 0
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["pct_requested"] == 40.0 and report["pct_removed"] == 100 * 204 / 512
+    assert "pct" not in report
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--calib-seed", "3"], "--calib-seed given, but --method maw scores weights only"),
+    (["--method", "flap", "--calib-length", "1"], "--calib-length=1: valid: an integer >= 2"),
+    (["--method", "flap", "--calib-source", "wikitext"], "--calib-source=wikitext: unknown "
+                                                         "source; valid: tinycorpus"),
+])
+def test_calibration_option_errors_name_the_cli_s_own_flags(tmp_path, capsys, argv, message,
+                                                            no_loading):
+    assert main(["prune", "tiny-llama", "--pct", "40", *argv,
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--glu-" not in err and err.count("\n") == 1

@@ -407,7 +407,7 @@ def suite(pytester, warm):
 
 def _run(pytester, *args, k="p0 or p40-L or p40]"):
     return pytester.runpytest_inprocess(
-        "-p", "glu_prune.plugin", "--benchmark-only", "--glu-models", "tiny-llama",
+        "--benchmark-only", "--glu-models", "tiny-llama",
         "--glu-baselines-dir", "baselines", "--glu-device-name", "Test CPU",
         "--glu-perf-rounds", "1", "--glu-report", "out", "-k", k, "-rsf", *args)
 
@@ -516,7 +516,7 @@ def test_energy_suite_skips_without_nvml_and_runs_on_a_fake_counter(suite):
 def test_benchmark_only_under_xdist_stops_with_the_serial_message(pytester):
     pytester.makepyfile(test_x="def test_x(): pass")
     # Stops in the controller's configure, before any worker starts.
-    res = pytester.runpytest_inprocess("-p", "glu_prune.plugin", "-p", "xdist",
+    res = pytester.runpytest_inprocess("-p", "xdist",
                                        "-n", "2", "--benchmark-only")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     res.stderr.fnmatch_lines(["*latency/energy benchmarks must run serially*without -n*"])

