@@ -24,8 +24,9 @@ from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationFlag,
                                               CalibrationSettings, calibration_overrides,
                                               settings_for)
 from glu_prune.core.importance import known_methods, needs_calibration
-from glu_prune.catalog.models import MODELS, get_model_spec, make_config
-from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
+from glu_prune.catalog.models import BASE_LEVELS, MODELS, get_model_spec, make_config
+from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable
+from glu_prune.core.sources import BadSource, load_named, user_source
 from glu_prune.core.arithmetic import expansion_table, kept_count
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
 from glu_prune.results import (ReportLock, failed_run, header_line, incomplete_banner,
@@ -90,15 +91,17 @@ def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
         LOG.warning("could not delete the replaced folder %s; delete it by hand", old)
 
 
-def check_prune_level(args: argparse.Namespace) -> int:
-    """The kept size that ``args`` ask for, from the registered architecture: a bad
-    ``--pct``, ``--expansion-ratio`` or ``--round-to`` fails here, before any model loads
-    (a loaded model must have that architecture, so the size is the one pruning gets)."""
-    spec = get_model_spec(args.model)
+def check_prune_level(args: argparse.Namespace, width: int | None = None,
+                      hidden: int | None = None) -> int:
+    """The kept size that ``args`` ask for, from the architecture (a registered model's, or
+    ``width``/``hidden`` of a source's config): a bad ``--pct``, ``--expansion-ratio`` or
+    ``--round-to`` fails here, before any model loads."""
+    if width is None:
+        spec = get_model_spec(args.model)
+        width, hidden = spec.intermediate_size, spec.hidden_size
     try:
-        return kept_count(spec.intermediate_size, pct=args.pct,
-                          expansion_ratio=args.expansion_ratio, hidden_size=spec.hidden_size,
-                          round_to=args.round_to)
+        return kept_count(width, pct=args.pct, expansion_ratio=args.expansion_ratio,
+                          hidden_size=hidden, round_to=args.round_to)
     except ValueError as exc:  # name the options, not the library's arguments
         raise ValueError(f"{args.model}: {_as_options(str(exc))}") from None
 
@@ -117,10 +120,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a registered model (or a local directory) and save it with its report."""
     out = Path(args.out)
     check_out_dir(out, args.force)
-    check_prune_level(args)
+    source = user_source(args.model, args.model_dir)
+    check_prune_level(args, *(source.shape() if source else ()))
     calibration = calibration_settings(args)  # checked before the model loads
     with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
-        model, tok = load_model(args.model, weights=args.weights, model_dir=args.model_dir)
+        name, model, tok = load_named(args.model, source, weights=args.weights,
+                                      model_dir=args.model_dir, seed=args.seed)
     stats = None if calibration is None else calibrate(model, tok, calibration,
                                                       progress=args.verbose)
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
@@ -132,7 +137,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if tok is not None:
             tok.save_pretrained(folder)
         (folder / "prune_report.json").write_text(json.dumps(
-            {"model": args.model, "weights": args.weights, **report_fields(args, report)},
+            {"model": name, "weights": args.weights, **report_fields(args, report)},
             indent=1))
 
     try:
@@ -141,7 +146,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OSError(f"could not save the pruned model to {out} ({exc}); {out} was left "
                       f"as it was") from exc
-    sys.stdout.write(f"saved {args.model} pruned with {report.method}: intermediate "
+    sys.stdout.write(f"saved {name} pruned with {report.method}: intermediate "
                      f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
                      f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
     return 0
@@ -192,11 +197,13 @@ def parse_levels(text: str) -> list[float]:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """Print a model's expansion table from its embedded config (no weights needed)."""
-    spec = get_model_spec(args.model)
-    levels = parse_levels(args.levels) if args.levels else spec.levels
+    """Print a model's expansion table from its config alone (no weights needed)."""
+    source = user_source(args.model)
+    default_levels = BASE_LEVELS if source else get_model_spec(args.model).levels
+    levels = parse_levels(args.levels) if args.levels else default_levels
+    config = source.config if source else make_config(args.model)
     try:
-        rows = expansion_table(make_config(args.model), levels, round_to=args.round_to,
+        rows = expansion_table(config, levels, round_to=args.round_to,
                                prompt_len=args.prompt_len)
     except ValueError as exc:
         raise ValueError(f"{args.model}: {_as_options(str(exc), pct='a --levels entry')}") \
@@ -283,8 +290,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL: one of the registered models."""
-    parser.add_argument("model", choices=list(MODELS), metavar="MODEL",
-                        help=f"one of: {', '.join(MODELS)}")
+    parser.add_argument("model", metavar="MODEL",
+                        help=f"a local folder (with config.json), a hub id, or one of: "
+                             f"{', '.join(MODELS)}")
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
@@ -375,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except BadSource as exc:  # the model named is unusable: a usage error, exit 4
+        sys.stderr.write(f"{parser.prog}: error: {_message(exc)}\n")
+        return 4
     except (ValueError, KeyError, TypeError, WeightsUnavailable) as exc:
         sys.stderr.write(f"{parser.prog}: error: {_message(exc)}{_hint(exc, args)}\n")
         return 2

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 
-from glu_prune.catalog.models import get_model_spec
+from glu_prune.catalog.models import MODELS
 from glu_prune.tiny import corpus, world
 
 LOG = logging.getLogger(__name__)
@@ -188,11 +188,11 @@ class CalibrationSettings:
 def settings_for(model_name: str, **overrides: Any) -> CalibrationSettings:
     """Default settings for a registered model: the tiny corpus (256-token sequences, the
     tiny models' training context) for the tiny models, C4 otherwise; the chat template for
-    instruct models."""
-    spec = get_model_spec(model_name)
-    tiny = spec.benchmark_set.startswith("tiny")
+    instruct models. A model the user brings (not registered) gets C4, no chat template."""
+    spec = MODELS.get(model_name, None)
+    tiny = spec is not None and spec.benchmark_set.startswith("tiny")
     defaults: dict[str, Any] = {"source": TinyCorpus() if tiny else HUB_DATASETS["c4"],
-                                "chat_template": spec.instruct}
+                                "chat_template": spec is not None and spec.instruct}
     if tiny:
         defaults["seq_len"] = 256
     return CalibrationSettings(**{**defaults, **overrides})
