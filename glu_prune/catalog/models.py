@@ -62,7 +62,9 @@ class ModelSpec:
     levels: tuple[int, ...]
     instruct: bool = False
     benchmark_set: str = "base"  # a name in glu_prune.catalog.benchmarks' sets
-    local_dir: Path | None = None  # shipped weights (the tiny models)
+    local_dir: Path | None = None  # shipped weights (the tiny models) or a user's folder
+    shape_only: bool = False  # a folder with config.json only: random weights of its shape
+    source: str | None = None  # as the user gave it (--glu-model, models file); None: preset
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -72,6 +74,14 @@ class ModelSpec:
     @property
     def intermediate_size(self) -> int:
         return int(self.architecture["intermediate_size"])
+
+
+def architecture_fingerprint(spec: ModelSpec) -> dict[str, Any]:
+    """What makes a pinned baseline this model's: its family (``model_type``; the presets
+    are Llama) and its shape fields, so another model under the same name is caught."""
+    arch = spec.architecture
+    return {"model_type": arch.get("model_type", "llama"),
+            **{key: arch.get(key) for key in ARCHITECTURE_KEYS}}
 
 
 def _tiny_specs() -> list[ModelSpec]:
@@ -107,11 +117,13 @@ get_model_spec = MODELS.get
 
 def make_config(name: str, *, num_layers: int | None = None):
     """A ``transformers.LlamaConfig`` of the registered architecture (optionally fewer layers)."""
-    from transformers import LlamaConfig
+    from transformers import AutoConfig, LlamaConfig
 
     arch = dict(get_model_spec(name).architecture)
     if num_layers is not None:
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         arch["num_hidden_layers"] = num_layers
+    if "model_type" in arch:  # a user model: its own family's config class
+        return AutoConfig.for_model(arch.pop("model_type"), **arch)
     return LlamaConfig(**arch)
