@@ -119,7 +119,11 @@ def check_weights(folder: Path, source: str) -> None:
 
 def spec_from_source(source: str, cwd: Path | None = None, **settings: Any) -> ModelSpec:
     """The ``ModelSpec`` of a user source; ``settings`` override ``ModelSpec`` fields
-    (``name``, ``levels``, ``instruct``, ``benchmark_set``...). ``BadSource`` on a bad one."""
+    (``name``, ``levels``, ``instruct``, ``benchmark_set``...). ``BadSource`` on a bad one.
+    A preset's name or hub id is that preset (its architecture is embedded: no hub needed)."""
+    preset = _preset(source, cwd)
+    if preset is not None:
+        return replace(preset, **settings) if settings else preset
     config, folder = read_source_config(source, cwd)
     try:
         family_of(config["model_type"])
@@ -135,6 +139,14 @@ def spec_from_source(source: str, cwd: Path | None = None, **settings: Any) -> M
                      benchmark_set="instruct" if instruct else "base", local_dir=folder,
                      shape_only=shape_only, source=source)
     return replace(spec, **settings)
+
+
+def _preset(source: str, cwd: Path | None) -> ModelSpec | None:
+    """The preset named by ``source`` (its name or hub id), unless a folder of that name exists."""
+    if Path(cwd or ".", source).exists():
+        return None
+    return next((s for s in MODELS.values() if s.source is None
+                 and source in (s.name, s.hf_id)), None)
 
 
 def register(spec: ModelSpec) -> ModelSpec:

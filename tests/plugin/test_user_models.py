@@ -18,6 +18,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from glu_prune import tiny
+from glu_prune.catalog.models import MODELS
 from glu_prune.catalog.sources import BadSource, source_name, spec_from_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +73,12 @@ def test_folder_becomes_a_spec_with_its_architecture(tmp_path):
         "my-qwen", None, folder.resolve(), False)
     assert spec.architecture["model_type"] == "qwen2"
     assert spec.intermediate_size == SHAPE["intermediate_size"]
+
+
+def test_a_preset_is_a_source_too():
+    """The presets are the same kind of entry: named by hub id they need no hub."""
+    assert spec_from_source("meta-llama/Llama-3.2-1B") is MODELS["llama-3.2-1b"]
+    assert spec_from_source("tiny-llama") is MODELS["tiny-llama"]
 
 
 @pytest.mark.parametrize("case,message", [
