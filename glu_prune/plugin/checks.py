@@ -20,6 +20,7 @@ import torch
 from glu_prune.catalog.benchmarks import BENCHMARK_SETS
 from glu_prune.catalog.models import MODELS
 from glu_prune.catalog.sources import BadSource, register, spec_from_source
+from glu_prune.catalog.tasks import register_task_set
 from glu_prune.core.calibration_data import source_from_name
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
@@ -171,9 +172,16 @@ def models_file_specs(path: Path) -> list[Any]:
 
 
 def _benchmark_set(value: Any, path: Path, name: str) -> str:
+    """A set name as it is, or a list of lm-eval tasks (``task`` or ``task:metric``)
+    registered as the set ``<name> tasks``."""
+    if isinstance(value, list):
+        try:
+            return register_task_set(f"{name.lower()} tasks", [str(v) for v in value])
+        except ValueError as exc:
+            raise BadSource(f"--glu-models-file={path}: [models.{name}] {exc}") from None
     if value not in BENCHMARK_SETS:
         raise BadSource(f"--glu-models-file={path}: [models.{name}] benchmarks {value!r}; "
-                        f"valid: {', '.join(BENCHMARK_SETS)}")
+                        f"valid: {', '.join(BENCHMARK_SETS)} or a list of lm-eval tasks")
     return str(value)
 
 

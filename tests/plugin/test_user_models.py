@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from glu_prune import tiny
 from glu_prune.catalog.models import MODELS
 from glu_prune.catalog.sources import BadSource, source_name, spec_from_source
+from glu_prune.catalog.tasks import benchmark_from_task
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = {k: tiny.TINY_CONFIG[k] for k in (
@@ -174,3 +175,23 @@ def test_models_file_from_ini_sets_levels(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     ids = [ln for ln in run.stdout.splitlines() if "kept-qwen" in ln]
     assert len(ids) == 2 and any("p30" in ln for ln in ids), run.stdout[-2000:]
+
+
+# ---------------------------------------------------------------- any lm-eval task
+
+
+def test_any_lm_eval_task_takes_metrics_and_direction_from_its_config():
+    arc = benchmark_from_task("arc_easy")
+    assert [(m.key, m.direction, m.kind) for m in arc.metrics] == [
+        ("acc,none", "higher", "accuracy"), ("acc_norm,none", "higher", "accuracy")]
+    # wikitext's YAML names no direction: lm-eval's registered default (lower) is used
+    wiki = benchmark_from_task("wikitext:word_perplexity")
+    assert [(m.key, m.direction, m.kind) for m in wiki.metrics] == [
+        ("word_perplexity,none", "lower", "perplexity")]
+    gsm = benchmark_from_task("gsm8k:exact_match,strict-match")
+    assert [m.key for m in gsm.metrics] == ["exact_match,strict-match"]
+    assert gsm.num_fewshot == 5
+    with pytest.raises(ValueError, match="unknown lm-eval task or group 'arc_eesy'"):
+        benchmark_from_task("arc_eesy")
+    with pytest.raises(ValueError, match="has no metric 'f1'; known: acc,none, acc_norm,none"):
+        benchmark_from_task("arc_easy:f1")
