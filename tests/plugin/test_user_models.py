@@ -164,17 +164,23 @@ def test_hub_id_offline_exits_4_with_one_line(tmp_path):
     assert "nobody-here/not-cached-0: hub id while offline" in line
 
 
-def test_models_file_from_ini_sets_levels(tmp_path):
+def test_models_file_from_ini_sets_levels_and_tasks(tmp_path):
     _folder(tmp_path / "kept", "qwen2")
     (tmp_path / "glu-models.toml").write_text(
-        '[models.kept-qwen]\nsource = "kept"\nlevels = [0, 30]\nbenchmarks = "tiny"\n'
-        'instruct = false\n')
+        '[models.kept-qwen]\nsource = "kept"\nlevels = [0, 30]\ninstruct = false\n'
+        'benchmarks = ["arc_easy", "wikitext:word_perplexity"]\n')
     # -o sets the ini key as a line in pytest.ini would (the checkout's pytest.ini is in use)
     run = _suite(tmp_path, "-o", f"glu_models_file={tmp_path / 'glu-models.toml'}",
-                 "-k", "kept-qwen", "-m", "invariants", "--collect-only")
+                 "-k", "kept-qwen", "--collect-only",
+                 files=("test_invariants.py", "test_accuracy.py", "test_perplexity.py"))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    ids = [ln for ln in run.stdout.splitlines() if "kept-qwen" in ln]
-    assert len(ids) == 2 and any("p30" in ln for ln in ids), run.stdout[-2000:]
+    ids = sorted(ln.split("::")[1] for ln in run.stdout.splitlines() if "kept-qwen" in ln)
+    assert ids == sorted([
+        "test_variant_shapes_and_counts[kept-qwen-maw-p0]",
+        "test_variant_shapes_and_counts[kept-qwen-maw-p30]",
+        "test_accuracy[kept-qwen-maw-p0-arc_easy]", "test_accuracy[kept-qwen-maw-p30-arc_easy]",
+        "test_perplexity[kept-qwen-maw-p0-wikitext]",
+        "test_perplexity[kept-qwen-maw-p30-wikitext]"]), run.stdout[-3000:]
 
 
 # ---------------------------------------------------------------- any lm-eval task
