@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glu_prune import tiny
+from glu_prune.catalog.families import family_of, set_depth
 from glu_prune.catalog.registry import Registry
 
 BASE_LEVELS = (0, 10, 20, 30, 40, 50, 60)
@@ -48,7 +49,7 @@ _INSTRUCT_EOS = {"eos_token_id": [128001, 128008, 128009]}
 # The fields that make a checkpoint the registered model; anything else (rope, eos ids,
 # dtype) may differ between equally valid saves of the same weights.
 ARCHITECTURE_KEYS: tuple[str, ...] = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "intermediate_size", "vocab_size", "tie_word_embeddings")
 
 
@@ -116,14 +117,14 @@ get_model_spec = MODELS.get
 
 
 def make_config(name: str, *, num_layers: int | None = None):
-    """A ``transformers.LlamaConfig`` of the registered architecture (optionally fewer layers)."""
-    from transformers import AutoConfig, LlamaConfig
+    """A ``transformers`` config of the registered architecture, of its family's config class
+    (``model_type`` in the architecture; ``llama`` when absent), optionally fewer layers."""
+    from transformers import AutoConfig
 
     arch = dict(get_model_spec(name).architecture)
+    model_type = arch.pop("model_type", "llama")
+    family_of(model_type)  # an unsupported family fails here, naming the supported ones
+    config = AutoConfig.for_model(model_type, **arch)
     if num_layers is not None:
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        arch["num_hidden_layers"] = num_layers
-    if "model_type" in arch:  # a user model: its own family's config class
-        return AutoConfig.for_model(arch.pop("model_type"), **arch)
-    return LlamaConfig(**arch)
+        set_depth(config, num_layers)
+    return config

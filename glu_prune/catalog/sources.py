@@ -18,25 +18,8 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from safetensors import safe_open
 
+from glu_prune.catalog.families import family_of
 from glu_prune.catalog.models import BASE_LEVELS, INSTRUCT_LEVELS, MODELS, ModelSpec
-
-# The one seam to the family descriptions (issue 20's core half): until that module lands,
-# the gated families transformers builds with their own MLP classes, by model_type.
-_GATED = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
-          "olmo", "olmo2", "granite", "glm4", "cohere")
-
-
-def _fallback_family_of(model_type: str) -> str:
-    if model_type not in _GATED:
-        raise ValueError(f"model_type {model_type!r} has no gated (GLU) MLP this suite "
-                         f"prunes; supported: {', '.join(_GATED)}")
-    return str(model_type)
-
-
-try:
-    from glu_prune.catalog.families import family_of
-except ImportError:  # the families module is not merged yet
-    family_of = _fallback_family_of
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -127,7 +110,7 @@ def spec_from_source(source: str, cwd: Path | None = None, **settings: Any) -> M
     config, folder = read_source_config(source, cwd)
     try:
         family_of(config["model_type"])
-    except ValueError as exc:  # UnsupportedFamily: its message names the supported ones
+    except ValueError as exc:  # UnsupportedFamily: one line naming the supported families
         raise BadSource(f"{source}: {exc}") from None
     shape_only = False
     if folder is not None:

@@ -4,9 +4,14 @@ decode weight bytes, the expansion table and ideal speedups.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import numbers
 from typing import Any, Iterable
+
+from glu_prune.catalog.families import family_of
+from glu_prune.core.mlps import down_linear, glu_mlps, width_of
 
 
 # ---------------------------------------------------------------- kept count
@@ -78,21 +83,39 @@ def pct_of(n: int, k: int) -> float:
 # ---------------------------------------------------------------- from a config alone
 
 
+def _width(config: Any) -> int:
+    return family_of(config).width(config)
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_counts(config_json: str) -> tuple[int, int, float]:
+    """(total params, layers, params per MLP neuron) of a config, counted exactly on a model
+    built on the ``meta`` device (no memory: parameters have shapes, no storage)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    data = json.loads(config_json)
+    config = AutoConfig.for_model(data.pop("model_type"), **data)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    mlps = glu_mlps(model)
+    n = width_of(mlps[0])
+    down_bias = down_linear(mlps[0]).bias
+    scaled = sum(p.numel() for p in mlps[0].parameters()) - \
+        (down_bias.numel() if down_bias is not None else 0)  # down's bias does not scale
+    return total, len(mlps), scaled / n
+
+
 def config_param_count(config: Any, intermediate_size: int | None = None) -> int:
-    """Total parameters of a Llama config (tied embeddings counted once)."""
-    h, v, n_layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
-    i = intermediate_size if intermediate_size is not None else config.intermediate_size
-    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
-    q = h * config.num_attention_heads * head_dim
-    kv = 2 * h * config.num_key_value_heads * head_dim
-    o = config.num_attention_heads * head_dim * h
-    mlp = 3 * h * i
-    attn_bias = (config.num_attention_heads + 2 * config.num_key_value_heads) * head_dim + h \
-        if getattr(config, "attention_bias", False) else 0
-    mlp_bias = 2 * i + h if getattr(config, "mlp_bias", False) else 0
-    per_layer = q + kv + o + mlp + 2 * h + attn_bias + mlp_bias  # two RMSNorm weights
-    head = 0 if getattr(config, "tie_word_embeddings", False) else v * h
-    return v * h + n_layers * per_layer + h + head
+    """Total parameters of a config of any supported family (tied embeddings counted
+    once), exact: the model is built once on the ``meta`` device and counted, and every
+    layer's MLP loses ``intermediate_size`` - width neurons' rows and columns."""
+    fam = family_of(config)
+    total, layers, per_neuron = _meta_counts(config.to_json_string(use_diff=False))
+    n = fam.width(config)
+    i = n if intermediate_size is None else intermediate_size
+    return int(round(total - layers * (n - i) * per_neuron))
 
 
 def prefill_flops(config: Any, intermediate_size: int, prompt_len: int) -> float:
@@ -121,7 +144,7 @@ def expansion_table(config: Any, levels: Iterable[float], *, round_to: int = 1,
                     prompt_len: int = 512) -> list[dict[str, Any]]:
     """Per pruning level, from the config alone: kept size, expansion ratio, parameters,
     % parameters removed, and ideal prefill (FLOP) and decode (weight-bytes) speedups."""
-    n, h = config.intermediate_size, config.hidden_size
+    n, h = _width(config), config.hidden_size
     base_params = config_param_count(config, n)
     base_flops = prefill_flops(config, n, prompt_len)
     base_bytes = decode_weight_bytes(config, n)

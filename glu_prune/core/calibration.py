@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from glu_prune.core.calibration_data import CalibrationSettings, calibration_batches
-from glu_prune.core.mlps import glu_mlps
+from glu_prune.core.mlps import down_linear, glu_mlps, width_of
 
 LOG = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _check_batches(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
 @contextlib.contextmanager
 def _hooked(mlps: list[nn.Module], accs: list[_Accumulator]) -> Iterator[None]:
     """Pre-hooks on each ``down_proj`` feeding its input to the accumulator, always removed."""
-    handles = [m.down_proj.register_forward_pre_hook(lambda _mod, args, acc=a: acc.update(args[0]))
+    handles = [down_linear(m).register_forward_pre_hook(lambda _mod, args, acc=a: acc.update(args[0]))
                for m, a in zip(mlps, accs)]
     try:
         yield
@@ -167,7 +167,7 @@ def collect_stats(model: nn.Module, batches: Sequence[torch.Tensor], *,
     mlps = glu_mlps(model)
     _check_batches(model, batches)
     device = next(model.parameters()).device
-    accs = [_Accumulator(m.down_proj.in_features, m.down_proj.weight.device) for m in mlps]
+    accs = [_Accumulator(width_of(m), down_linear(m).weight.device) for m in mlps]
     was_training = model.training
     model.eval()
     try:

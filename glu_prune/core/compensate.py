@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from glu_prune.core.mlps import glu_mlps, intermediate_size_of
+from glu_prune.catalog.families import FAMILIES, family_of
+from glu_prune.core.mlps import down_linear, glu_mlps, intermediate_size_of, row_linears
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +55,17 @@ def _check_layer(i: int, n: int, kept: torch.Tensor, mean_h: torch.Tensor) -> No
         raise ValueError(f"layer {i}: mean activations contain NaN or inf; recalibrate")
 
 
+def check_bias_expressible(config: Any) -> None:
+    """Refuse a family whose config has no ``mlp_bias`` flag: its saved model would reload
+    without the compensation bias, silently computing something else."""
+    fam = family_of(config)
+    if not fam.mlp_bias:
+        able = ", ".join(f.name for f in FAMILIES.values() if f.mlp_bias)
+        raise ValueError(f"bias compensation (flap) needs an MLP bias the saved config can "
+                         f"express, but the {fam.name} family's config has no mlp_bias; use "
+                         f"another method, or a family with mlp_bias ({able})")
+
+
 def add_bias_compensation(model: nn.Module, kept: Sequence[torch.Tensor],
                           means: Sequence[torch.Tensor]) -> None:
     """Give every layer's ``down_proj`` the bias that stands in for its removed neurons.
@@ -62,6 +75,7 @@ def add_bias_compensation(model: nn.Module, kept: Sequence[torch.Tensor],
     slicing. Everything is checked and every bias computed before the first change, so bad
     input leaves the model as it was.
     """
+    check_bias_expressible(model.config)
     mlps = glu_mlps(model)
     n = intermediate_size_of(mlps)
     if len(kept) != len(mlps) or len(means) != len(mlps):
@@ -69,11 +83,11 @@ def add_bias_compensation(model: nn.Module, kept: Sequence[torch.Tensor],
                          f"GLU layers, got {len(kept)} and {len(means)}")
     for i, (idx, mean_h) in enumerate(zip(kept, means)):
         _check_layer(i, n, idx, mean_h)
-    biases = [compensation_bias(m.down_proj.weight, idx, mean_h, m.down_proj.bias)
+    biases = [compensation_bias(down_linear(m).weight, idx, mean_h, down_linear(m).bias)
               for m, idx, mean_h in zip(mlps, kept, means)]
     for mlp, b in zip(mlps, biases):
-        _set_bias(mlp.down_proj, b)
-        for lin in (mlp.gate_proj, mlp.up_proj):
+        _set_bias(down_linear(mlp), b)
+        for lin in row_linears(mlp):
             if lin.bias is None:  # zeros: the config flag below gives all three a bias
                 _set_bias(lin, torch.zeros(lin.out_features, dtype=lin.weight.dtype,
                                            device=lin.weight.device))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from glu_prune.catalog.registry import Registry, unknown_name
+from glu_prune.core.mlps import down_linear, gate_up_weights, width_of
 
 if TYPE_CHECKING:  # calibration runs models; importing it here would be the wrong direction
     from glu_prune.core.calibration import LayerStats
@@ -32,10 +33,9 @@ CalibratedScorer = Callable[["GLUMLP", "LayerStats"], torch.Tensor]  # (mlp, sta
 
 
 class GLUMLP(Protocol):
-    """What a scorer needs: the three projections of a gated MLP."""
+    """What a scorer needs: a gated MLP of a layout :mod:`glu_prune.core.mlps` reads
+    (gate_proj/up_proj/down_proj, or a fused gate_up_proj and down_proj)."""
 
-    gate_proj: torch.nn.Linear
-    up_proj: torch.nn.Linear
     down_proj: torch.nn.Linear
 
 
@@ -69,12 +69,13 @@ def register_calibrated(name: str, *, compensates: bool = False
 
 def _rows(mlp: GLUMLP) -> tuple[torch.Tensor, torch.Tensor]:
     # float32 so bf16 rounding cannot reorder close scores
-    return mlp.gate_proj.weight.detach().float(), mlp.up_proj.weight.detach().float()
+    g, u = gate_up_weights(mlp)  # fused families: the two halves of gate_up
+    return g.detach().float(), u.detach().float()
 
 
 def _columns(mlp: GLUMLP) -> torch.Tensor:
     """``down_proj`` weight, float32, shape [hidden, d_ff]: column j belongs to neuron j."""
-    return mlp.down_proj.weight.detach().float()
+    return down_linear(mlp).weight.detach().float()
 
 
 def _peak_to_peak(w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -130,7 +131,7 @@ def l2_full(mlp: GLUMLP, layer: int = 0, seed: int = 0) -> torch.Tensor:
 @register("random")
 def random(mlp: GLUMLP, layer: int = 0, seed: int = 0) -> torch.Tensor:
     """Seeded random scores (a control): the same seed and layer give the same choice."""
-    n = mlp.gate_proj.weight.shape[0]
+    n = width_of(mlp)
     gen = torch.Generator(device="cpu").manual_seed(seed * 100_003 + layer)
     # drawn on the CPU so the choice does not depend on the device (or on meta weights)
     return torch.rand(n, generator=gen, dtype=torch.float32)
@@ -141,7 +142,7 @@ def random(mlp: GLUMLP, layer: int = 0, seed: int = 0) -> torch.Tensor:
 
 def _check_stats(mlp: GLUMLP, stats: LayerStats) -> None:
     """The statistics belong to a layer of this width and saw at least one token."""
-    n = mlp.down_proj.weight.shape[1]
+    n = width_of(mlp)
     if stats.intermediate_size != n:
         raise ValueError(f"calibration statistics are for {stats.intermediate_size} neurons, "
                          f"but this MLP has {n}: collect them on the model being pruned")

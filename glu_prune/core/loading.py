@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from glu_prune.catalog.families import set_depth
 from glu_prune.catalog.models import ARCHITECTURE_KEYS, ModelSpec, get_model_spec, make_config
 
 LOG = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ def check_architecture(model_or_config: Any, spec: ModelSpec, num_layers: int | 
     registered depth when ``None``. The message names every differing field with both values.
     """
     config = getattr(model_or_config, "config", model_or_config)
-    expected = {key: (spec.architecture.get(key), "registered") for key in ARCHITECTURE_KEYS}
+    registered = {"model_type": "llama", **spec.architecture}  # presets without one are Llama
+    expected = {key: (registered.get(key), "registered") for key in ARCHITECTURE_KEYS}
     if num_layers is not None:
         expected["num_hidden_layers"] = (num_layers, "requested")
     diffs = [f"{key} {getattr(config, key, None)!r} vs {why} {want!r}"
@@ -167,7 +169,7 @@ def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | Non
         config = AutoConfig.from_pretrained(source)
         check_architecture(config, spec, source=source)
         if num_layers is not None:
-            config.num_hidden_layers = num_layers
+            set_depth(config, num_layers)
         model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype)
     except ArchitectureMismatch:
         raise

@@ -21,12 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from glu_prune.catalog.families import family_of
 from glu_prune.core.arithmetic import kept_count, pct_of
 from glu_prune.core.calibration import LayerStats
-from glu_prune.core.compensate import add_bias_compensation
+from glu_prune.core.compensate import add_bias_compensation, check_bias_expressible
 from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, get_scorer,
                                        needs_calibration, score)
-from glu_prune.core.mlps import glu_mlps, intermediate_size_of
+from glu_prune.core.mlps import (down_linear, glu_mlps, intermediate_size_of, row_index,
+                                 row_linears, width_of)
 
 __all__ = ["PruneReport", "count_params", "glu_mlps", "intermediate_size_of",
            "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
@@ -74,10 +76,13 @@ def _slice_linear(lin: nn.Linear, idx: torch.Tensor, dim: int) -> None:
 
 
 def slice_mlp(mlp: nn.Module, idx: torch.Tensor) -> None:
-    """Keep neurons ``idx`` of one GLU MLP in place (gate/up rows, down columns)."""
-    _slice_linear(mlp.gate_proj, idx, 0)
-    _slice_linear(mlp.up_proj, idx, 0)
-    _slice_linear(mlp.down_proj, idx, 1)
+    """Keep neurons ``idx`` of one GLU MLP in place (gate/up rows, down columns; a fused
+    gate_up keeps rows ``idx`` of both halves)."""
+    rows = row_index(mlp, idx)
+    down = down_linear(mlp)
+    for lin in row_linears(mlp):
+        _slice_linear(lin, rows, 0)
+    _slice_linear(down, idx, 1)
     if hasattr(mlp, "intermediate_size"):
         mlp.intermediate_size = len(idx)
 
@@ -187,10 +192,12 @@ def plan_pruning(model: nn.Module, *, pct: float | None = None,
     and refused by weight-only ones.
     """
     get_scorer(method)  # unknown method fails before any work
+    if method in BIAS_COMPENSATED:
+        check_bias_expressible(model.config)
     mlps = glu_mlps(model)
     n = intermediate_size_of(mlps)
     _check_stats(method, stats, mlps, n)
-    hidden = getattr(model.config, "hidden_size", mlps[0].gate_proj.in_features)
+    hidden = getattr(model.config, "hidden_size", down_linear(mlps[0]).out_features)
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
                    round_to=round_to)
     names = {id(m): name for name, m in model.named_modules()}  # errors name the layer
@@ -223,8 +230,8 @@ def prune_glu_mlp(model: nn.Module, *, pct: float | None = None,
     """
     mlps, kept = plan_pruning(model, pct=pct, expansion_ratio=expansion_ratio, method=method,
                               round_to=round_to, seed=seed, stats=stats)
-    n, k = mlps[0].gate_proj.out_features, len(kept[0])
-    hidden = getattr(model.config, "hidden_size", mlps[0].gate_proj.in_features)
+    n, k = width_of(mlps[0]), len(kept[0])
+    hidden = getattr(model.config, "hidden_size", down_linear(mlps[0]).out_features)
     total_before, mlp_before = count_params(model), _mlp_params(mlps)
     # nothing removed, nothing to stand in for: no bias (the architecture stays as it was)
     compensated = method in BIAS_COMPENSATED and k < n
@@ -233,7 +240,7 @@ def prune_glu_mlp(model: nn.Module, *, pct: float | None = None,
     if k < n:
         for mlp, idx in zip(mlps, kept):
             slice_mlp(mlp, idx)
-        model.config.intermediate_size = k
+        setattr(model.config, family_of(model.config).width_field, k)
     report = PruneReport(method=method, pct=pct_of(n, k), intermediate_size_before=n,
                          intermediate_size_after=k, hidden_size=hidden,
                          total_params_before=total_before, total_params_after=count_params(model),

@@ -57,8 +57,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run each variant's tests together (their xdist group is set in generate_tests)."""
     order(items)
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected: only what will run needs resources
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop before any model is built when a selected benchmark cannot score here."""
     # weights_obtainable looked up here, at call time: the seam tests replace
-    check_selected_resources(items, session_of(config).opts.models_dir, weights_obtainable)
+    check_selected_resources(session.items, session_of(session.config).opts.models_dir,
+                             weights_obtainable)
 
 
 @pytest.hookimpl(wrapper=True)

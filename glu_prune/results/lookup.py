@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
-from types import SimpleNamespace
 from typing import Any, Iterable
 
 from glu_prune.catalog import benchmarks as catalog_benchmarks
@@ -63,8 +62,8 @@ def registry_size(model: str, benchmark: str) -> int | None:
 @lru_cache(maxsize=None)
 def _architecture_rows(model: str, levels: tuple[float, ...], round_to: int) -> list[dict]:
     try:
-        # the embedded architecture dict serves as the config: no transformers import needed
-        config = SimpleNamespace(**catalog_models.get_model_spec(model).architecture)
+        # the family's own config class: parameter counts come from the family's layout
+        config = catalog_models.make_config(model)
         return expansion_table(config, levels, round_to=round_to)
     except (KeyError, ValueError) as exc:
         LOG.debug("no architecture for %s: %s", model, exc)
