@@ -20,8 +20,9 @@ from tabulate import tabulate
 
 from glu_prune.console import quiet_libraries
 from glu_prune.core.importance import SCORERS
-from glu_prune.catalog.models import MODELS, get_model_spec, make_config
+from glu_prune.catalog.models import BASE_LEVELS, MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
+from glu_prune.core.sources import BadSource, Source, load_source, resolve_source
 from glu_prune.core.arithmetic import expansion_table, kept_count
 from glu_prune.core.prune import prune_glu_mlp
 from glu_prune.results import (ReportLock, header_line, incomplete_banner, load_document,
@@ -75,17 +76,38 @@ def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
         LOG.warning("could not delete the replaced folder %s; delete it by hand", old)
 
 
-def check_prune_level(args: argparse.Namespace) -> int:
-    """The kept size that ``args`` ask for, from the registered architecture: a bad
-    ``--pct``, ``--expansion-ratio`` or ``--round-to`` fails here, before any model loads
-    (a loaded model must have that architecture, so the size is the one pruning gets)."""
-    spec = get_model_spec(args.model)
+def check_prune_level(args: argparse.Namespace, width: int | None = None,
+                      hidden: int | None = None) -> int:
+    """The kept size that ``args`` ask for, from the architecture (a registered model's, or
+    ``width``/``hidden`` of a source's config): a bad ``--pct``, ``--expansion-ratio`` or
+    ``--round-to`` fails here, before any model loads."""
+    if width is None:
+        spec = get_model_spec(args.model)
+        width, hidden = spec.intermediate_size, spec.hidden_size
     try:
-        return kept_count(spec.intermediate_size, pct=args.pct,
-                          expansion_ratio=args.expansion_ratio, hidden_size=spec.hidden_size,
-                          round_to=args.round_to)
+        return kept_count(width, pct=args.pct, expansion_ratio=args.expansion_ratio,
+                          hidden_size=hidden, round_to=args.round_to)
     except ValueError as exc:  # name the options, not the library's arguments
         raise ValueError(f"{args.model}: {_as_options(str(exc))}") from None
+
+
+def _source(args: argparse.Namespace) -> Source | None:
+    """The checked source MODEL names, or ``None`` for a registered model."""
+    if args.model in MODELS:
+        return None
+    if getattr(args, "model_dir", None):
+        raise BadSource(f"--model-dir goes with a registered model ({', '.join(MODELS)}); "
+                        f"give the folder {args.model_dir!r} as MODEL instead")
+    return resolve_source(args.model, registered=MODELS.names())
+
+
+def _load(args: argparse.Namespace, source: Source | None):
+    """``(name, model, tokenizer)``: a registered model, or a source's (random weights of
+    its shape with ``--weights random``)."""
+    if source is None:
+        return args.model, *load_model(args.model, weights=args.weights,
+                                        model_dir=args.model_dir)
+    return source.name, *load_source(source, weights=args.weights, seed=args.seed)
 
 
 def _as_options(message: str, pct: str = "--pct") -> str:
@@ -102,9 +124,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a registered model (or a local directory) and save it with its report."""
     out = Path(args.out)
     check_out_dir(out, args.force)
-    check_prune_level(args)
+    source = _source(args)
+    if source is None:
+        check_prune_level(args)
+    else:
+        check_prune_level(args, source.family.width(source.config), source.config.hidden_size)
     with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
-        model, tok = load_model(args.model, weights=args.weights, model_dir=args.model_dir)
+        name, model, tok = _load(args, source)
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
                            method=args.method, round_to=args.round_to, seed=args.seed)
 
@@ -113,7 +139,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if tok is not None:
             tok.save_pretrained(folder)
         (folder / "prune_report.json").write_text(json.dumps(
-            {"model": args.model, "weights": args.weights, **report.to_dict()}, indent=1))
+            {"model": name, "weights": args.weights, **report.to_dict()}, indent=1))
 
     try:
         with quiet_libraries(verbose=args.verbose):
@@ -121,7 +147,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OSError(f"could not save the pruned model to {out} ({exc}); {out} was left "
                       f"as it was") from exc
-    sys.stdout.write(f"saved {args.model} pruned with {report.method}: intermediate "
+    sys.stdout.write(f"saved {name} pruned with {report.method}: intermediate "
                      f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
                      f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
     return 0
@@ -140,11 +166,13 @@ def parse_levels(text: str) -> list[float]:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """Print a model's expansion table from its embedded config (no weights needed)."""
-    spec = get_model_spec(args.model)
-    levels = parse_levels(args.levels) if args.levels else spec.levels
+    """Print a model's expansion table from its config alone (no weights needed)."""
+    source = _source(args)
+    default_levels = BASE_LEVELS if source else get_model_spec(args.model).levels
+    levels = parse_levels(args.levels) if args.levels else default_levels
+    config = source.config if source else make_config(args.model)
     try:
-        rows = expansion_table(make_config(args.model), levels, round_to=args.round_to,
+        rows = expansion_table(config, levels, round_to=args.round_to,
                                prompt_len=args.prompt_len)
     except ValueError as exc:
         raise ValueError(f"{args.model}: {_as_options(str(exc), pct='a --levels entry')}") \
@@ -230,8 +258,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL: one of the registered models."""
-    parser.add_argument("model", choices=list(MODELS), metavar="MODEL",
-                        help=f"one of: {', '.join(MODELS)}")
+    parser.add_argument("model", metavar="MODEL",
+                        help=f"a local folder (with config.json), a hub id, or one of: "
+                             f"{', '.join(MODELS)}")
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
@@ -315,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except BadSource as exc:  # the model named is unusable: a usage error, exit 4
+        sys.stderr.write(f"{parser.prog}: error: {_message(exc)}\n")
+        return 4
     except (ValueError, KeyError, TypeError, WeightsUnavailable) as exc:
         sys.stderr.write(f"{parser.prog}: error: {_message(exc)}{_hint(exc, args)}\n")
         return 2

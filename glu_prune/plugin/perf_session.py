@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 from tabulate import tabulate
 
-from glu_prune.catalog.models import get_model_spec, make_config
+from glu_prune.catalog.models import make_config
 from glu_prune.core.arithmetic import expansion_table
 from glu_prune.evaluation import MetricValue
 from glu_prune.judging import Check, SpeedBaselines, Subject, Verdict, judge
@@ -39,7 +39,7 @@ def _shape(v: PerfVariant) -> dict[str, Any]:
     """Kept size, expansion ratio and parameters of a lone MLP block's model shape at its
     level, from the config arithmetic (no model was built)."""
     try:
-        config = make_config(v.model)  # the family's config: its own parameter count
+        config = make_config(v.model)  # the family's config class: exact parameter counts
     except (KeyError, ValueError):
         return {}
     row = expansion_table(config, [float(v.pct)], round_to=v.round_to)[0]

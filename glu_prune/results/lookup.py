@@ -62,7 +62,7 @@ def registry_size(model: str, benchmark: str) -> int | None:
 @lru_cache(maxsize=None)
 def _architecture_rows(model: str, levels: tuple[float, ...], round_to: int) -> list[dict]:
     try:
-        # the family's own config class: parameter counts come from the family's layout
+        # the family's own config class: parameters are counted exactly from it
         config = catalog_models.make_config(model)
         return expansion_table(config, levels, round_to=round_to)
     except (KeyError, ValueError) as exc:

@@ -109,9 +109,7 @@ def test_bad_sources_name_the_problem(tmp_path, case, message):
 
 # one of each layout: split (Mistral), split with attention biases (Qwen2), GeGLU with
 # per-layer sliding windows (Gemma 2), fused gate_up_proj (Phi-3)
-FAMILIES = ["mistral", "qwen2", "gemma2", pytest.param("phi3", marks=pytest.mark.xfail(
-    strict=True, reason="test_invariants' shape check reads gate_proj: the fused layout "
-                        "needs it to ask the family description"))]
+FAMILIES = ["mistral", "qwen2", "gemma2", "phi3"]
 
 
 @pytest.mark.slow

@@ -136,8 +136,6 @@ def test_bad_levels_are_rejected_before_loading(argv, message, tmp_path, capsys,
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["prune", "llama-9b", "--pct", "10"], "argument MODEL: invalid choice: 'llama-9b' "
-                                           "(choose from 'llama-3.2-1b'"),
     (["prune", "llama-3.2-1b", "--pct", "10", "--method", "mawx"],
      "argument --method: invalid choice: 'mawx' (choose from "),
     (["prune", "llama-3.2-1b"], "one of the arguments --pct --expansion-ratio is required"),
@@ -152,6 +150,14 @@ def test_usage_errors_are_one_line_naming_the_fix(argv, message, tmp_path, capsy
     err = one_line(capsys.readouterr().err)
     assert err.startswith("glu-prune prune: error: ") and message in err
     assert err.endswith("; see glu-prune prune --help\n")
+
+
+def test_an_unknown_name_is_no_folder_and_lists_the_registered_ones(tmp_path, capsys,
+                                                                   no_loading):
+    """MODEL is a registered name or a source; a name that is neither exits 4, one line."""
+    assert main(["prune", "llama-9b", "--pct", "10", "--out", str(tmp_path / "out")]) == 4
+    err = one_line(capsys.readouterr().err)
+    assert "'llama-9b': no such folder" in err and "(llama-3.2-1b, llama-3.2-3b" in err
 
 
 def test_program_name_follows_how_it_was_started():
