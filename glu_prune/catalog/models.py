@@ -63,7 +63,9 @@ class ModelSpec:
     levels: tuple[int, ...]
     instruct: bool = False
     benchmark_set: str = "base"  # a name in glu_prune.catalog.benchmarks' sets
-    local_dir: Path | None = None  # shipped weights (the tiny models)
+    local_dir: Path | None = None  # shipped weights (the tiny models) or a user's folder
+    shape_only: bool = False  # a folder with config.json only: random weights of its shape
+    source: str | None = None  # as the user gave it (--glu-model, models file); None: preset
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -73,6 +75,14 @@ class ModelSpec:
     @property
     def intermediate_size(self) -> int:
         return int(self.architecture["intermediate_size"])
+
+
+def architecture_fingerprint(spec: ModelSpec) -> dict[str, Any]:
+    """What makes a pinned baseline this model's: its family (``model_type``; the presets
+    are Llama) and its shape fields, so another model under the same name is caught."""
+    arch = spec.architecture
+    return {"model_type": arch.get("model_type", "llama"),
+            **{key: arch.get(key) for key in ARCHITECTURE_KEYS}}
 
 
 def _tiny_specs() -> list[ModelSpec]:

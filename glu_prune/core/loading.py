@@ -247,7 +247,7 @@ def load_model(name: str, *, weights: str = "auto", dtype=None, num_layers: int 
     spec = get_model_spec(name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or default_dtype(device)
-    if weights == "random":
+    if weights == "random" or spec.shape_only:  # a config.json-only folder: its shape
         model = _random_model(spec, dtype, num_layers, seed)
     else:
         source = _weight_source(spec, model_dir)
@@ -258,5 +258,6 @@ def load_model(name: str, *, weights: str = "auto", dtype=None, num_layers: int 
         else:
             LOG.info("loading %s from %s (%s)", name, source, dtype)
             model = _pretrained_model(spec, source, dtype, num_layers)
-    tokenizer = load_tokenizer(name, model_dir=model_dir, local_only=weights == "random")
+    tokenizer = load_tokenizer(name, model_dir=model_dir,
+                               local_only=weights == "random" or spec.shape_only)
     return model.to(device), tokenizer

@@ -194,7 +194,8 @@ class VariantCache:
         except WeightsUnavailable as exc:
             self._unavailable[name] = str(exc)
             raise
-        self._base = (key, model, tok, "random" if weights == "random" else "pretrained")
+        random = weights == "random" or get_model_spec(name).shape_only
+        self._base = (key, model, tok, "random" if random else "pretrained")
         return self._base[1:]
 
     def get(self, vid: VariantId, num_layers: int | None = None) -> BuiltVariant:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 import inspect
+from operator import attrgetter
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from glu_prune.catalog.families import family_of
 from glu_prune.catalog.models import get_model_spec, make_config
 from glu_prune.core.arithmetic import kept_count
 from glu_prune.performance.settings import MLP_BLOCK_TOKENS, PerfVariant
@@ -130,15 +132,20 @@ def mlp_block_id(v: PerfVariant, tokens: int = MLP_BLOCK_TOKENS) -> str:
     return f"{v.slug}-i{mlp_block_size(v)[1]}-T{tokens}"
 
 
-def mlp_block(hidden_size: int, intermediate_size: int, dtype: torch.dtype,
+def mlp_block(model: str, intermediate_size: int, dtype: torch.dtype,
               device: str, seed: int = 0) -> torch.nn.Module:
-    """A lone Llama GLU MLP of the given sizes (random weights)."""
-    from transformers.models.llama.modeling_llama import LlamaMLP
+    """A lone MLP of ``model``'s own family and shape (its activation, split or fused
+    projections), ``intermediate_size`` wide, random weights: the MLP of a one-layer model
+    built from its config."""
+    from transformers import AutoModelForCausalLM
 
-    config = make_config("llama-3.2-1b")
-    config.hidden_size, config.intermediate_size = hidden_size, intermediate_size
+    config = make_config(model, num_layers=1)
+    family = family_of(config)
+    setattr(config, family.width_field, intermediate_size)
+    config.vocab_size = 64  # only the MLP is kept: a small embedding costs nothing
     torch.manual_seed(seed)
-    return LlamaMLP(config).to(device=device, dtype=dtype).eval()
+    layer = attrgetter(family.layers)(AutoModelForCausalLM.from_config(config))[0]
+    return getattr(layer, family.mlp).to(device=device, dtype=dtype).eval()
 
 
 @torch.inference_mode()

@@ -54,17 +54,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session_of(metafunc.config).parametrize(metafunc)
 
 
-@pytest.hookimpl(trylast=True)  # after -k/-m deselection: check only what is selected
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run each variant's tests together (their xdist group is set in generate_tests);
-    then check what the selected tests need."""
+    """Run each variant's tests together (their xdist group is set in generate_tests)."""
     order(items)
-    # weights_obtainable looked up here, at call time: the seam tests replace
-    check_selected_resources(items, session_of(config).opts.models_dir, weights_obtainable)
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected: only what will run needs resources
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """After -k/-m deselection: what is really selected."""
+    """Stop before any model is built when a selected benchmark cannot score here; keep
+    pytest-benchmark's xdist warning for runs that selected a benchmark."""
+    # weights_obtainable looked up here, at call time: the seam tests replace
+    check_selected_resources(session.items, session_of(session.config).opts.models_dir,
+                             weights_obtainable)
     quiet_benchmark_xdist_warning(session.config, session.items)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,8 @@ import torch
 
 from glu_prune.catalog.benchmarks import BENCHMARK_SETS
 from glu_prune.catalog.models import MODELS
+from glu_prune.catalog.sources import BadSource, register, spec_from_source
+from glu_prune.catalog.tasks import register_task_set
 from glu_prune.core.calibration_data import CalibrationFlag, calibration_overrides
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
@@ -82,10 +85,12 @@ class BadOption(ValueError):
         super().__init__(f"{given}: {why}valid: {valid}")
 
 
-def check_options(get: Get, rootdir: Path, cwd: Path) -> None:
+def check_options(get: Get, rootdir: Path, cwd: Path) -> list[str]:
     """Raise ``ValueError`` (mostly ``BadOption``) for the first bad value, its message
-    naming the option; ``get`` returns ``None`` for an option that is unset."""
-    models = check_models(get("--glu-models"))
+    naming the option; ``get`` returns ``None`` for an option that is unset. Registers the
+    user's models and returns their names."""
+    user = check_sources(get, cwd)
+    models = check_models(get("--glu-models"), user)
     check_methods(get("--glu-methods"))
     check_calibration(get)
     check_levels(get("--glu-levels"), models)
@@ -106,6 +111,7 @@ def check_options(get: Get, rootdir: Path, cwd: Path) -> None:
     _finite_at_least("--glu-perf-tolerance", get("--glu-perf-tolerance"), 0.0)
     check_device_name(get("--glu-device-name"))
     check_plots(get("--glu-plots"))
+    return user
 
 
 # ---------------------------------------------------------------- what to run
@@ -116,14 +122,67 @@ def _items(text: Any) -> list[str]:
     return parse_list(text) or []
 
 
-def check_models(text: str | None) -> list[str]:
-    """The selected model names (all registered when not given); unknown names are errors."""
+def check_models(text: str | None, user: list[str] | None = None) -> list[str]:
+    """The selected model names: ``--glu-models`` plus the user's models (all registered
+    when neither is given); unknown names are errors."""
     names = _items(text)
     for name in names:
         if name not in MODELS:
             raise BadOption("--glu-models", text, f"registered models {', '.join(MODELS)}",
                             f"unknown model {name!r}")
-    return names or list(MODELS)
+    return selected_models(names, user or []) or list(MODELS)
+
+
+def selected_models(names: list[str], user: list[str]) -> list[str]:
+    """``--glu-models``' names then the user's models, each once."""
+    return list(dict.fromkeys([*names, *user]))
+
+
+def check_sources(get: Get, cwd: Path) -> list[str]:
+    """Check and register every user model (``--glu-model``, the models file): one line
+    (``BadSource``) for a missing folder, no config.json, an unsupported family, corrupt
+    weights or a hub id while offline. Returns their names."""
+    specs = [spec_from_source(src, cwd) for src in get("--glu-model") or []]
+    path = get("--glu-models-file")
+    if path:
+        specs += models_file_specs(Path(cwd, path))
+    return [register(spec).name for spec in specs]
+
+
+def models_file_specs(path: Path) -> list[Any]:
+    """The models of a TOML models file: ``[models.<name>]`` tables with ``source`` and
+    optional ``levels``, ``benchmarks`` (a benchmark set) and ``instruct``."""
+    try:
+        tables = tomllib.loads(path.read_text()).get("models", {})
+    except (OSError, ValueError) as exc:
+        raise BadSource(f"--glu-models-file={path}: {exc}") from None
+    specs = []
+    for name, entry in tables.items():
+        unknown = set(entry) - {"source", "levels", "benchmarks", "instruct"}
+        if "source" not in entry or unknown:
+            raise BadSource(f"--glu-models-file={path}: [models.{name}] needs source and may "
+                            f"have levels, benchmarks, instruct; got {', '.join(entry)}")
+        extra: dict[str, Any] = {"name": name.lower(), "instruct": entry.get("instruct", False)}
+        if "levels" in entry:
+            extra["levels"] = tuple(entry["levels"])
+        if "benchmarks" in entry:
+            extra["benchmark_set"] = _benchmark_set(entry["benchmarks"], path, name)
+        specs.append(spec_from_source(str(entry["source"]), path.parent, **extra))
+    return specs
+
+
+def _benchmark_set(value: Any, path: Path, name: str) -> str:
+    """A set name as it is, or a list of lm-eval tasks (``task`` or ``task:metric``)
+    registered as the set ``<name> tasks``."""
+    if isinstance(value, list):
+        try:
+            return register_task_set(f"{name.lower()} tasks", [str(v) for v in value])
+        except ValueError as exc:
+            raise BadSource(f"--glu-models-file={path}: [models.{name}] {exc}") from None
+    if value not in BENCHMARK_SETS:
+        raise BadSource(f"--glu-models-file={path}: [models.{name}] benchmarks {value!r}; "
+                        f"valid: {', '.join(BENCHMARK_SETS)} or a list of lm-eval tasks")
+    return str(value)
 
 
 def check_methods(text: str | None) -> None:

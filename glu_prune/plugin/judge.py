@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from glu_prune.catalog.benchmarks import Benchmark, benchmarks_for
+from glu_prune.catalog.models import architecture_fingerprint, get_model_spec
 from glu_prune.core.variants import BuiltVariant, VariantId
 from glu_prune.evaluation import BenchResult, run_settings
 from glu_prune.judging import (UPDATE_FLAG, Check, JudgingError, QualityBaselines, Subject,
@@ -34,11 +35,18 @@ class Judge:
 
     def _store(self, model: str, *, required: bool = True) -> QualityBaselines:
         known = {b.name: b for b in benchmarks_for(model)}
+        # a user's model starts with no file: "no baseline" (a skip), not a broken install
+        required = required and get_model_spec(model).source is None
         return QualityBaselines.load(self.session.baselines_dir, model, known,
                                      required=required)
 
     def precheck(self, vid: VariantId, benchmark: Benchmark) -> None:
-        """Skip before building the model when the baseline has nothing for this test."""
+        """Skip before building the model when it has no weights (a shape-only folder) or
+        the baseline has nothing for this test."""
+        spec = get_model_spec(vid.model)
+        if spec.shape_only:
+            pytest.skip(f"{vid.slug}: {spec.source} holds config.json only (shape-only): "
+                        f"{benchmark.name} needs trained weights")
         if self.session.update:
             return
         try:
@@ -80,6 +88,11 @@ class Judge:
             store = self._store(variant.spec.name)
         except JudgingError as exc:
             pytest.fail(str(exc), pytrace=False)
+        pinned = (store.data or {}).get("settings", {}).get("architecture")
+        if pinned is not None and pinned != architecture_fingerprint(variant.spec):
+            pytest.fail(f"{variant.spec.name}: {store.path} was pinned for another model "
+                        f"under this name: {_differences(pinned, variant.spec)}; rename the "
+                        f"model or re-pin with {UPDATE_FLAG}", pytrace=False)
         diffs = store.settings_mismatch(benchmark.name,
                                         run_settings(benchmark, self.session.settings, ""))
         if diffs:
@@ -95,7 +108,8 @@ class Judge:
         store.info = {**{k: settings[k] for k in ("batch_size", "lm_eval_version", "seed",
                                                   "max_length")},
                       "device": str(variant.model.device.type),
-                      "dtype": str(variant.model.dtype).replace("torch.", "")}
+                      "dtype": str(variant.model.dtype).replace("torch.", ""),
+                      "architecture": architecture_fingerprint(variant.spec)}
         try:
             verdicts = judge(checks, store, self.session.tolerance, update=True,
                              settings=settings)
@@ -161,6 +175,13 @@ class Judge:
                 expansion_ratio=report.expansion_ratio_after,
                 params=report.total_params_after))
         emit(self.request.node, *records)
+
+
+def _differences(pinned: dict, spec) -> str:
+    """The fingerprint fields where the pinned model and ``spec`` differ, with both values."""
+    now = architecture_fingerprint(spec)
+    return ", ".join(f"{k} pinned {pinned.get(k)!r} vs {now.get(k)!r}"
+                     for k in sorted(set(pinned) | set(now)) if pinned.get(k) != now.get(k))
 
 
 def _judged(check: Check, verdicts: list[Verdict]) -> bool:

@@ -20,7 +20,7 @@ from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.evaluation import EvalSettings
 from glu_prune.judging import UPDATE_FLAG, Tolerance
 from glu_prune.plugin.checks import (FLAGS, BadOption, Get, calib_option, check_options,
-                                     parse_list, parse_ppl_tol)
+                                     parse_list, parse_ppl_tol, selected_models)
 from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 
 __all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
@@ -30,7 +30,9 @@ PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """All 29 ``--glu-*`` options, in one group (each help ends with its default)."""
+    """All 31 ``--glu-*`` options, in one group (each help ends with its default), and the
+    ini key of the kept models file."""
+    add_ini(parser)
     group = parser.getgroup("glu-prune", "GLU width pruning suite")
     _what_to_run(group)
     _calibration(group)
@@ -48,6 +50,13 @@ def _what_to_run(group: Any) -> None:
     group.addoption("--glu-models", default=None,
                     help="comma list of registered models to run "
                          "(default: all registered models)")
+    group.addoption("--glu-model", action="append", default=None, metavar="SRC",
+                    help="a model of your own: a local folder (config.json, weights optional) "
+                         "or a hub id; repeatable; its name in test ids is the folder's or "
+                         "id's last part, lower-cased (default: none)")
+    group.addoption("--glu-models-file", default=None, metavar="TOML",
+                    help="TOML file of kept models, [models.<name>] with source, levels, "
+                         "benchmarks, instruct; also the glu_models_file ini key (default: none)")
     group.addoption("--glu-methods", default="maw",
                     help=f"comma list of importance methods: {', '.join(known_methods())}; "
                          f"act, wanda_sp, flap and maw_hybrid score by activations on "
@@ -167,17 +176,20 @@ class Options:
     def read(cls, config: pytest.Config) -> Options:
         """Check and read ``config``'s options; ``pytest.UsageError`` (one line) on a bad one."""
         root, cwd = Path(config.rootpath), Path(config.invocation_params.dir)
+        get = _with_ini(config)
         try:
-            check_options(config.getoption, root, cwd)
-            return cls.parse(config.getoption, root, cwd, vars(config.option))
+            user = check_options(get, root, cwd)
+            return cls.parse(get, root, cwd, vars(config.option), user)
         except ValueError as exc:  # BadOption, or a ValueError whose message names the option
             raise pytest.UsageError(f"glu-prune: {exc}") from None
 
     @classmethod
-    def parse(cls, get: Get, root: Path, cwd: Path, option: dict[str, Any]) -> Options:
-        """The values of checked options (``get`` as ``config.getoption``)."""
+    def parse(cls, get: Get, root: Path, cwd: Path, option: dict[str, Any],
+              user: list[str] | None = None) -> Options:
+        """The values of checked options (``get`` as ``config.getoption``); ``user``: the
+        user's registered models (``--glu-model``, the models file)."""
         return cls(
-            models=parse_list(get("--glu-models")),
+            models=selected_models(parse_list(get("--glu-models")) or [], user or []) or None,
             methods=parse_list(get("--glu-methods")) or ["maw"],
             levels=parse_list(get("--glu-levels"), float),
             round_tos=parse_list(get("--glu-round-to"), int) or [1],
@@ -198,6 +210,24 @@ class Options:
             verbose=option.get("verbose", 0) or 0,
             raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")},
             calibration=_calibration_overrides(get))
+
+
+def add_ini(parser: pytest.Parser) -> None:
+    """The ini keys: a kept models file (pytest.ini or [tool.pytest.ini_options])."""
+    parser.addini("glu_models_file", "TOML file of kept models (as --glu-models-file), "
+                  "relative to the rootdir", default=None)
+
+
+def _with_ini(config: pytest.Config) -> Get:
+    """``config.getoption``, with ``--glu-models-file`` falling back to its ini key."""
+    ini = config.getini("glu_models_file")
+
+    def get(name: str) -> Any:
+        value = config.getoption(name)
+        if name == "--glu-models-file" and value is None and ini:
+            return str(Path(config.rootpath, ini))
+        return value
+    return get
 
 
 def _calibration_overrides(get: Get) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM
 from glu_prune import expansion_table, get_model_spec, load_model, prune_glu_mlp
 from glu_prune.core.importance import SCORERS
 from glu_prune.catalog.models import make_config
+from glu_prune.core.mlps import down_linear, gate_up_weights
 from glu_prune.core.prune import glu_mlps, plan_pruning
 
 pytestmark = pytest.mark.invariants
@@ -60,10 +61,10 @@ def _logits(model, ids) -> torch.Tensor:
 def test_variant_shapes_and_counts(variant):
     """Every layer keeps k neurons, the config says k, and counts match the expansion table."""
     k = variant.report.intermediate_size_after
-    for mlp in glu_mlps(variant.model):
-        assert mlp.gate_proj.weight.shape == (k, variant.report.hidden_size)
-        assert mlp.up_proj.weight.shape == (k, variant.report.hidden_size)
-        assert mlp.down_proj.weight.shape == (variant.report.hidden_size, k)
+    for mlp in glu_mlps(variant.model):  # split or fused, as the family describes it
+        gate, up = gate_up_weights(mlp)
+        assert gate.shape == up.shape == (k, variant.report.hidden_size)
+        assert down_linear(mlp).weight.shape == (variant.report.hidden_size, k)
     assert variant.model.config.intermediate_size == k
     row, = expansion_table(make_config(variant.id.model), [variant.pct],
                            round_to=variant.round_to)

@@ -152,10 +152,10 @@ def test_mlp_block(mlp_variant, perf_context, benchmark, request):
     s = perf_context.settings
     hidden, k = mlp_block_size(mlp_variant)
     n = get_model_spec(mlp_variant.model).intermediate_size
-    block = mlp_block(hidden, k, s.torch_dtype, s.device)
+    block = mlp_block(mlp_variant.model, k, s.torch_dtype, s.device)
     x = torch.randn(1, MLP_BLOCK_TOKENS, hidden, dtype=s.torch_dtype, device=s.device)
     ref = None if mlp_variant.is_level_zero else Call(
-        run_block, (mlp_block(hidden, n, s.torch_dtype, s.device), x))
+        run_block, (mlp_block(mlp_variant.model, n, s.torch_dtype, s.device), x))
     benchmark.group = f"mlp@T{MLP_BLOCK_TOKENS} {mlp_variant.model}"
     # At least the whole-model rounds: the block is cheap and the ratios are the point.
     rounds = max(s.rounds, 9)

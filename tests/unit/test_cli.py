@@ -257,6 +257,9 @@ def _plugin_options() -> dict[str, dict]:
         def getgroup(self, *args, **kwargs):
             return Group()
 
+        def addini(self, *args, **kwargs):
+            pass
+
     add_options(Parser())
     return declared
 
