@@ -24,6 +24,7 @@ from glu_prune.catalog.models import MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
 from glu_prune.core.arithmetic import expansion_table, kept_count
 from glu_prune.core.prune import prune_glu_mlp
+from glu_prune.core.streaming import DEFAULT_SHARD_SIZE, stream_prune
 from glu_prune.results import (ReportLock, header_line, incomplete_banner, load_document,
                                markdown, merge, regressions, write_results)
 
@@ -103,6 +104,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out_dir(out, args.force)
     check_prune_level(args)
+    if args.stream:
+        return _stream(args, out)
     with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
         model, tok = load_model(args.model, weights=args.weights, model_dir=args.model_dir)
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
@@ -124,6 +127,28 @@ def cmd_prune(args: argparse.Namespace) -> int:
     sys.stdout.write(f"saved {args.model} pruned with {report.method}: intermediate "
                      f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
                      f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
+    return 0
+
+
+def _stream(args: argparse.Namespace, out: Path) -> int:
+    """``prune --stream``: folder to folder, one layer in memory at a time."""
+    if not args.model_dir or not Path(args.model_dir).is_dir():
+        raise ValueError(f"--stream needs --model-dir FOLDER (a safetensors model folder), "
+                         f"got {args.model_dir!r}")
+    reports = []
+
+    def write(folder: Path) -> None:
+        reports.append(stream_prune(args.model_dir, folder, pct=args.pct,
+                                    expansion_ratio=args.expansion_ratio, method=args.method,
+                                    round_to=args.round_to, seed=args.seed,
+                                    max_shard_size=args.max_shard_size))
+        (folder / "prune_report.json").write_text(json.dumps(
+            {"model": args.model, "weights": "auto", **reports[0].to_dict()}, indent=1))
+
+    write_folder_atomically(out, write)
+    sys.stdout.write(f"saved {args.model} streamed and pruned with {args.method}: intermediate "
+                     f"{reports[0].intermediate_size_before} -> "
+                     f"{reports[0].intermediate_size_after} -> {out}\n")
     return 0
 
 
@@ -252,6 +277,11 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out folder (the old one stays intact if "
                         "saving fails) (default: off)")
+    p.add_argument("--stream", action="store_true",
+                   help="prune --model-dir's safetensors folder to --out one layer at a time, "
+                        "never holding the model in memory; weight-only methods (default: off)")
+    p.add_argument("--max-shard-size", default=DEFAULT_SHARD_SIZE,
+                   help=f"largest output shard with --stream (default: {DEFAULT_SHARD_SIZE})")
     # also after the subcommand; SUPPRESS keeps a -v given before it
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="as glu-prune -v")
