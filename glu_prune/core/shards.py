@@ -115,7 +115,7 @@ def copy_bytes(entry: TensorEntry, out: IO[bytes]) -> None:
 
 def write_tensor(t: torch.Tensor, out: IO[bytes]) -> None:
     """Append a tensor's raw bytes to ``out``."""
-    out.write(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    out.write(memoryview(t.contiguous().view(-1).view(torch.uint8).numpy()))  # no copy
 
 
 def header_bytes(tensors: list[tuple[str, str, tuple[int, ...], int]],
