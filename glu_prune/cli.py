@@ -8,13 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
-import secrets
-import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tabulate import tabulate
 
@@ -26,69 +23,15 @@ from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationFlag,
 from glu_prune.core.importance import known_methods, needs_calibration
 from glu_prune.catalog.models import BASE_LEVELS, MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable
-from glu_prune.core.sources import BadSource, load_named, user_source
+from glu_prune.core.saving import check_out_dir, write_folder_atomically
+from glu_prune.core.sources import BadSource, Source, load_named, user_source
 from glu_prune.core.arithmetic import expansion_table, kept_count
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
+from glu_prune.core.streaming import DEFAULT_SHARD_SIZE, stream_prune
 from glu_prune.results import (ReportLock, failed_run, header_line, incomplete_banner,
                                load_document, markdown, merge, regressions, write_results)
 
 LOG = logging.getLogger("glu_prune")
-
-
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse a file, or a non-empty folder unless ``force`` (checked before any model work)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ValueError(f"--out {out} is not empty; pass --force to replace it (the old "
-                         f"folder stays as it is until the new one is completely written)")
-
-
-def _sibling(out: Path, tag: str) -> Path:
-    """A hidden, unique path beside ``out`` (same file system, so renames are atomic)."""
-    return out.parent / f".{out.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def usual_modes(folder: Path) -> None:
-    """Give every file in ``folder`` the mode a plain ``open`` gives (0666 less the umask):
-    transformers writes ``model.safetensors`` through a private temporary file (0600)."""
-    umask = os.umask(0)
-    os.umask(umask)  # reading the umask means setting it; put it straight back
-    for path in folder.rglob("*"):
-        if path.is_file():
-            path.chmod(0o666 & ~umask)
-
-
-def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a new folder beside ``out``, then put it in ``out``'s place.
-
-    Until the new folder is complete ``out`` is untouched, and a failure (disk full,
-    Ctrl-C) removes the temporary folder: ``out`` holds the old variant or the new one,
-    never a mix. An existing ``out`` is renamed aside, replaced, then deleted; if the
-    second rename fails the old one is put back.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(out, "new")
-    tmp.mkdir()  # not mkdtemp: a saved model keeps the umask's permissions, not 0700
-    try:
-        write(tmp)
-        usual_modes(tmp)
-        if not out.exists():
-            os.rename(tmp, out)
-            return
-        old = _sibling(out, "old")
-        os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            os.rename(old, out)
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if old.exists():  # the new folder is in place; only the old copy's space is lost
-        LOG.warning("could not delete the replaced folder %s; delete it by hand", old)
 
 
 def check_prune_level(args: argparse.Namespace, width: int | None = None,
@@ -123,6 +66,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     source = user_source(args.model, args.model_dir)
     check_prune_level(args, *(source.shape() if source else ()))
     calibration = calibration_settings(args)  # checked before the model loads
+    if args.stream:
+        return _stream(args, out, source, calibration)
     with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
         name, model, tok = load_named(args.model, source, weights=args.weights,
                                       model_dir=args.model_dir, seed=args.seed)
@@ -182,6 +127,35 @@ def report_fields(args: argparse.Namespace, report: PruneReport) -> dict[str, An
     fields = report.to_dict()
     return {"pct_requested": args.pct, "pct_removed": fields.pop("pct"),
             "expansion_ratio_requested": args.expansion_ratio, **fields}
+
+
+def _stream(args: argparse.Namespace, out: Path, source: Source | None,
+            calibration: CalibrationSettings | None) -> int:
+    """``prune --stream``: folder to folder, one layer in memory at a time."""
+    folder = source.location if source is not None else args.model_dir
+    if folder is None or not Path(folder).is_dir():
+        raise ValueError(f"--stream reads a safetensors model folder: give the folder as "
+                         f"MODEL (or --model-dir FOLDER with a registered name), got "
+                         f"{folder or args.model!r}")
+    if calibration is not None:
+        raise ValueError(f"--stream prunes with weight-only methods; --method {args.method} "
+                         f"scores on calibration data and needs the model in memory")
+    reports = []
+
+    def write(tmp: Path) -> None:
+        reports.append(stream_prune(folder, tmp, pct=args.pct,
+                                    expansion_ratio=args.expansion_ratio, method=args.method,
+                                    round_to=args.round_to, seed=args.seed,
+                                    max_shard_size=args.max_shard_size))
+        (tmp / "prune_report.json").write_text(json.dumps(
+            {"model": source.name if source else args.model, "weights": "auto",
+             **report_fields(args, reports[0])}, indent=1))
+
+    write_folder_atomically(out, write)
+    sys.stdout.write(f"saved {source.name if source else args.model} streamed and pruned with {args.method}: intermediate "
+                     f"{reports[0].intermediate_size_before} -> "
+                     f"{reports[0].intermediate_size_after} -> {out}\n")
+    return 0
 
 
 def parse_levels(text: str) -> list[float]:
@@ -319,6 +293,11 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out folder (the old one stays intact if "
                         "saving fails) (default: off)")
+    p.add_argument("--stream", action="store_true",
+                   help="prune --model-dir's safetensors folder to --out one layer at a time, "
+                        "never holding the model in memory; weight-only methods (default: off)")
+    p.add_argument("--max-shard-size", default=DEFAULT_SHARD_SIZE,
+                   help=f"largest output shard with --stream (default: {DEFAULT_SHARD_SIZE})")
     # also after the subcommand; SUPPRESS keeps a -v given before it
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="as glu-prune -v")

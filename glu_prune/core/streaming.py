@@ -1,0 +1,221 @@
+"""Folder-to-folder width pruning that never holds the model: one layer's MLP at a time.
+
+The output is planned from the source's shard headers alone (pruning keeps the same ``k``
+neurons in every layer, so every output shape is known before a weight is read). Then each
+output shard is written in order: a tensor that does not change is copied file to file in
+chunks; a layer's MLP is read (gate, up, down), scored with the same scorers as in-memory
+pruning (:mod:`glu_prune.core.importance`), and only its kept rows and columns are written.
+Peak memory is one layer's MLP plus a copy buffer, whatever the model's size.
+
+Weight-only methods only: calibration methods need the model run layer by layer, which
+this module does not do (it refuses them in one line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import torch
+from torch import nn
+from tqdm import tqdm
+from transformers import AutoConfig
+
+from glu_prune.core.arithmetic import kept_count, pct_of
+from glu_prune.core.importance import SCORERS, needs_calibration, score
+from glu_prune.core.prune import PruneReport, select_kept
+from glu_prune.core.shards import (INDEX_FILE, Source, TensorEntry, copy_bytes,
+                                   header_bytes, parse_size, plan_shards, read_source,
+                                   read_tensor, shard_names, write_tensor)
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = "5GB"  # transformers' save_pretrained default
+
+
+def _as_mlp(weights: dict[str, torch.Tensor]) -> nn.Module:
+    """A split-layout GLU MLP around read tensors (no copy), for the in-memory scorers."""
+    mlp = nn.Module()
+    for role, w in weights.items():
+        linear = nn.Linear(1, 1, bias=False, device="meta")  # shapes set below, no allocation
+        linear.weight = nn.Parameter(w, requires_grad=False)
+        linear.out_features, linear.in_features = w.shape
+        setattr(mlp, role, linear)
+    return mlp
+
+
+def mlp_tensor_names(layer: int) -> dict[str, tuple[str, int]]:
+    """Tensor name -> (role, dim along which neurons lie) of decoder layer ``layer``'s MLP.
+
+    The one place that knows how a checkpoint names a GLU MLP's tensors (Llama layout);
+    roles are what the scorers read (``gate_proj.weight`` ...).
+    """
+    prefix = f"model.layers.{layer}.mlp."
+    return {prefix + "gate_proj.weight": ("gate_proj", 0), prefix + "up_proj.weight": ("up_proj", 0),
+            prefix + "down_proj.weight": ("down_proj", 1), prefix + "gate_proj.bias": ("gate_bias", 0),
+            prefix + "up_proj.bias": ("up_bias", 0)}
+
+
+@dataclass
+class _Plan:
+    """What is written: each sliced tensor's layer and dim, every output shape, the shards."""
+
+    sliced: dict[str, tuple[int, int]]  # name -> (layer, neuron dim)
+    shapes: dict[str, tuple[int, ...]]
+    shards: list[list[str]]
+
+
+def _plan(src: Source, layers: int, n: int, k: int, max_bytes: int) -> _Plan:
+    """Output layout from the source headers; an MLP of another width is an error."""
+    sliced: dict[str, tuple[int, int]] = {}
+    for layer in range(layers):
+        names = mlp_tensor_names(layer)
+        for name in list(names)[:3]:
+            if name not in src.entries:
+                raise ValueError(f"tensor {name} is not in the source's shards: streaming "
+                                 f"prunes Llama-layout GLU checkpoints")
+        for name, (_, dim) in names.items():
+            if name in src.entries:
+                if src.entries[name].shape[dim] != n:
+                    raise ValueError(f"{name} has shape {src.entries[name].shape}, not "
+                                     f"intermediate_size {n} along dim {dim}")
+                sliced[name] = (layer, dim)
+    shapes, sizes = {}, []
+    for name in sorted(src.entries):
+        e = src.entries[name]
+        shape = list(e.shape)
+        if name in sliced:
+            shape[sliced[name][1]] = k
+        shapes[name] = tuple(shape)
+        sizes.append((name, e.nbytes // max(1, _numel(e.shape)) * _numel(shape)))
+    return _Plan(sliced, shapes, plan_shards(sizes, max_bytes))
+
+
+def _numel(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+class _LayerSlicer:
+    """Kept indices per layer, and a layer's sliced tensors until each is written."""
+
+    def __init__(self, src: Source, k: int, method: str, seed: int) -> None:
+        self.src, self.k, self.method, self.seed = src, k, method, seed
+        self.kept: dict[int, torch.Tensor] = {}
+        self.pending: dict[str, torch.Tensor] = {}
+
+    def take(self, name: str, layer: int) -> torch.Tensor:
+        """The sliced tensor ``name``; the first of a layer's tensors scores the layer."""
+        if name not in self.pending:
+            self._slice_layer(layer)
+        return self.pending.pop(name)
+
+    def _slice_layer(self, layer: int) -> None:
+        names = {role: (name, dim) for name, (role, dim) in mlp_tensor_names(layer).items()
+                 if name in self.src.entries}
+        full = {role: read_tensor(self.src.entries[name]) for role, (name, _) in names.items()}
+        mlp = _as_mlp({r: full[r] for r in ("gate_proj", "up_proj", "down_proj")})
+        scores = score(mlp, self.method, layer=layer, seed=self.seed)
+        idx = select_kept(scores, self.k, name=f"layer {layer}, {self.method}")
+        self.kept[layer] = idx
+        for role, (name, dim) in names.items():
+            self.pending[name] = full[role].index_select(dim, idx)
+
+
+def _write_shard(path: Path, names: list[str], plan: _Plan, src: Source,
+                 slicer: _LayerSlicer, bar: tqdm) -> None:
+    entries = [(n, src.entries[n].dtype, plan.shapes[n],
+                src.entries[n].nbytes // max(1, _numel(src.entries[n].shape))
+                * _numel(plan.shapes[n])) for n in names]
+    with open(path, "wb") as out:
+        out.write(header_bytes(entries, src.metadata))
+        for name in names:
+            _write_one(name, plan, src, slicer, out)
+            bar.update(1)
+
+
+def _write_one(name: str, plan: _Plan, src: Source, slicer: _LayerSlicer,
+               out: IO[bytes]) -> None:
+    entry: TensorEntry = src.entries[name]
+    if name in plan.sliced:
+        write_tensor(slicer.take(name, plan.sliced[name][0]), out)
+    else:
+        copy_bytes(entry, out)
+
+
+def _copy_side_files(src_dir: Path, out_dir: Path) -> None:
+    """Tokenizer, generation config and the like: every file that is not weights or config."""
+    for path in src_dir.iterdir():
+        if path.is_file() and path.suffix != ".safetensors" and path.name not in (
+                INDEX_FILE, "config.json", "prune_report.json") and not path.name.startswith("."):
+            shutil.copy2(path, out_dir / path.name)
+
+
+def _check_method(method: str) -> None:
+    if needs_calibration(method):
+        raise ValueError(f"importance method {method!r} needs calibration, which streaming "
+                         f"does not do yet; stream with a weight-only method "
+                         f"({', '.join(sorted(SCORERS))}) or prune in memory")
+
+
+def stream_prune(src_dir: str | Path, out_dir: str | Path, *, pct: float | None = None,
+                 expansion_ratio: float | None = None, method: str = "maw", round_to: int = 1,
+                 seed: int = 0, max_shard_size: str | int = DEFAULT_SHARD_SIZE) -> PruneReport:
+    """Prune the safetensors model in ``src_dir`` into the existing empty folder ``out_dir``.
+
+    Same kept neurons, tensors and config as :func:`glu_prune.core.prune.prune_glu_mlp` on
+    the loaded model (in the source's dtype), written as shards of at most
+    ``max_shard_size``. Atomicity is the caller's: write into a hidden folder, then rename.
+    """
+    _check_method(method)
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    config = AutoConfig.from_pretrained(src_dir)
+    n, hidden = config.intermediate_size, config.hidden_size
+    k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
+                   round_to=round_to)
+    src = read_source(src_dir)  # every shard present and whole before anything is written
+    plan = _plan(src, config.num_hidden_layers, n, k, parse_size(max_shard_size))
+    slicer = _LayerSlicer(src, k, method, seed)
+    files = shard_names(len(plan.shards))
+    with tqdm(total=len(src.entries), desc="streaming prune", unit="tensor",
+              disable=not LOG.isEnabledFor(logging.INFO)) as bar:
+        for fname, names in zip(files, plan.shards):
+            _write_shard(out_dir / fname, names, plan, src, slicer, bar)
+    if len(files) > 1:
+        _write_index(out_dir, plan, files, src)
+    config.intermediate_size = k
+    config.save_pretrained(out_dir)
+    _copy_side_files(src_dir, out_dir)
+    return _report(src, plan, config, n, k, method, round_to, seed, slicer)
+
+
+def _write_index(out_dir: Path, plan: _Plan, files: list[str], src: Source) -> None:
+    weight_map = {name: f for f, names in zip(files, plan.shards) for name in names}
+    total = sum(src.entries[n].nbytes // max(1, _numel(src.entries[n].shape))
+                * _numel(plan.shapes[n]) for n in weight_map)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _report(src: Source, plan: _Plan, config, n: int, k: int, method: str, round_to: int,
+            seed: int, slicer: _LayerSlicer) -> PruneReport:
+    """The same report as in-memory pruning, counted from the shapes."""
+    mlp_names = {nm for layer in range(config.num_hidden_layers)
+                 for nm in mlp_tensor_names(layer)} | {
+        f"model.layers.{i}.mlp.down_proj.bias" for i in range(config.num_hidden_layers)}
+    before = {name: _numel(e.shape) for name, e in src.entries.items()}
+    after = {name: _numel(plan.shapes[name]) for name in src.entries}
+    mlp_b = sum(v for nm, v in before.items() if nm in mlp_names)
+    mlp_a = sum(v for nm, v in after.items() if nm in mlp_names)
+    return PruneReport(method=method, pct=pct_of(n, k), intermediate_size_before=n,
+                       intermediate_size_after=k, hidden_size=config.hidden_size,
+                       total_params_before=sum(before.values()),
+                       total_params_after=sum(after.values()), mlp_params_before=mlp_b,
+                       mlp_params_after=mlp_a, round_to=round_to, seed=seed,
+                       kept_indices=[slicer.kept[i].tolist() for i in sorted(slicer.kept)])
