@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import AutoConfig
 
+from glu_prune.catalog.families import Family, family_of
 from glu_prune.core.arithmetic import kept_count, pct_of
 from glu_prune.core.importance import SCORERS, needs_calibration, score
 from glu_prune.core.prune import PruneReport, select_kept
@@ -48,16 +49,32 @@ def _as_mlp(weights: dict[str, torch.Tensor]) -> nn.Module:
     return mlp
 
 
-def mlp_tensor_names(layer: int) -> dict[str, tuple[str, int]]:
-    """Tensor name -> (role, dim along which neurons lie) of decoder layer ``layer``'s MLP.
+@dataclass(frozen=True)
+class Role:
+    """What one MLP tensor is: the MLP attribute it belongs to, the dim along which its
+    neurons lie, whether it holds [gate; up] rows (fused), whether it is a weight."""
 
-    The one place that knows how a checkpoint names a GLU MLP's tensors (Llama layout);
-    roles are what the scorers read (``gate_proj.weight`` ...).
-    """
-    prefix = f"model.layers.{layer}.mlp."
-    return {prefix + "gate_proj.weight": ("gate_proj", 0), prefix + "up_proj.weight": ("up_proj", 0),
-            prefix + "down_proj.weight": ("down_proj", 1), prefix + "gate_proj.bias": ("gate_bias", 0),
-            prefix + "up_proj.bias": ("up_bias", 0)}
+    attr: str
+    dim: int
+    fused: bool = False
+    weight: bool = True
+
+
+def mlp_tensor_names(fam: Family, layer: int) -> dict[str, Role]:
+    """Checkpoint tensor name -> role, for decoder layer ``layer``'s MLP in ``fam``'s layout:
+    the one place that knows how a checkpoint names a GLU MLP's tensors."""
+    prefix = f"{fam.layers}.{layer}.{fam.mlp}."
+    rows = [(fam.gate_up, True)] if fam.fused else [(fam.gate, False), (fam.up, False)]
+    out = {}
+    for attr, fused in rows:
+        out[f"{prefix}{attr}.weight"] = Role(attr, 0, fused)
+        out[f"{prefix}{attr}.bias"] = Role(attr, 0, fused, weight=False)
+    out[f"{prefix}{fam.down}.weight"] = Role(fam.down, 1)
+    return out
+
+
+def _down_bias(fam: Family, layer: int) -> str:
+    return f"{fam.layers}.{layer}.{fam.mlp}.{fam.down}.bias"  # hidden-sized: copied as is
 
 
 @dataclass
@@ -69,27 +86,27 @@ class _Plan:
     shards: list[list[str]]
 
 
-def _plan(src: Source, layers: int, n: int, k: int, max_bytes: int) -> _Plan:
+def _plan(src: Source, fam: Family, layers: int, n: int, k: int, max_bytes: int) -> _Plan:
     """Output layout from the source headers; an MLP of another width is an error."""
     sliced: dict[str, tuple[int, int]] = {}
     for layer in range(layers):
-        names = mlp_tensor_names(layer)
-        for name in list(names)[:3]:
+        for name, role in mlp_tensor_names(fam, layer).items():
             if name not in src.entries:
-                raise ValueError(f"tensor {name} is not in the source's shards: streaming "
-                                 f"prunes Llama-layout GLU checkpoints")
-        for name, (_, dim) in names.items():
-            if name in src.entries:
-                if src.entries[name].shape[dim] != n:
-                    raise ValueError(f"{name} has shape {src.entries[name].shape}, not "
-                                     f"intermediate_size {n} along dim {dim}")
-                sliced[name] = (layer, dim)
+                if role.weight:
+                    raise ValueError(f"tensor {name} is not in the source's shards, where "
+                                     f"the {fam.name} family keeps it")
+                continue
+            want = 2 * n if role.fused else n
+            if src.entries[name].shape[role.dim] != want:
+                raise ValueError(f"{name} has shape {src.entries[name].shape}, not {want} "
+                                 f"along dim {role.dim} (width {n})")
+            sliced[name] = (layer, role.dim)
     shapes, sizes = {}, []
     for name in sorted(src.entries):
         e = src.entries[name]
         shape = list(e.shape)
         if name in sliced:
-            shape[sliced[name][1]] = k
+            shape[sliced[name][1]] = shape[sliced[name][1]] // n * k  # fused: 2n -> 2k
         shapes[name] = tuple(shape)
         sizes.append((name, e.nbytes // max(1, _numel(e.shape)) * _numel(shape)))
     return _Plan(sliced, shapes, plan_shards(sizes, max_bytes))
@@ -105,8 +122,10 @@ def _numel(shape) -> int:
 class _LayerSlicer:
     """Kept indices per layer, and a layer's sliced tensors until each is written."""
 
-    def __init__(self, src: Source, k: int, method: str, seed: int) -> None:
-        self.src, self.k, self.method, self.seed = src, k, method, seed
+    def __init__(self, src: Source, fam: Family, n: int, k: int, method: str,
+                 seed: int) -> None:
+        self.src, self.fam, self.n, self.k = src, fam, n, k
+        self.method, self.seed = method, seed
         self.kept: dict[int, torch.Tensor] = {}
         self.pending: dict[str, torch.Tensor] = {}
 
@@ -117,15 +136,17 @@ class _LayerSlicer:
         return self.pending.pop(name)
 
     def _slice_layer(self, layer: int) -> None:
-        names = {role: (name, dim) for name, (role, dim) in mlp_tensor_names(layer).items()
+        roles = {name: role for name, role in mlp_tensor_names(self.fam, layer).items()
                  if name in self.src.entries}
-        full = {role: read_tensor(self.src.entries[name]) for role, (name, _) in names.items()}
-        mlp = _as_mlp({r: full[r] for r in ("gate_proj", "up_proj", "down_proj")})
+        full = {name: read_tensor(self.src.entries[name]) for name in roles}
+        mlp = _as_mlp({r.attr: full[name] for name, r in roles.items() if r.weight})
         scores = score(mlp, self.method, layer=layer, seed=self.seed)
         idx = select_kept(scores, self.k, name=f"layer {layer}, {self.method}")
         self.kept[layer] = idx
-        for role, (name, dim) in names.items():
-            self.pending[name] = full[role].index_select(dim, idx)
+        fused_idx = torch.cat([idx, idx + self.n])  # rows [0, n) gate, [n, 2n) up
+        for name, role in roles.items():
+            self.pending[name] = full[name].index_select(role.dim,
+                                                         fused_idx if role.fused else idx)
 
 
 def _write_shard(path: Path, names: list[str], plan: _Plan, src: Source,
@@ -176,12 +197,13 @@ def stream_prune(src_dir: str | Path, out_dir: str | Path, *, pct: float | None 
     _check_method(method)
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     config = AutoConfig.from_pretrained(src_dir)
-    n, hidden = config.intermediate_size, config.hidden_size
+    fam = family_of(config)
+    n, hidden = fam.width(config), config.hidden_size
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
                    round_to=round_to)
     src = read_source(src_dir)  # every shard present and whole before anything is written
-    plan = _plan(src, config.num_hidden_layers, n, k, parse_size(max_shard_size))
-    slicer = _LayerSlicer(src, k, method, seed)
+    plan = _plan(src, fam, config.num_hidden_layers, n, k, parse_size(max_shard_size))
+    slicer = _LayerSlicer(src, fam, n, k, method, seed)
     files = shard_names(len(plan.shards))
     with tqdm(total=len(src.entries), desc="streaming prune", unit="tensor",
               disable=not LOG.isEnabledFor(logging.INFO)) as bar:
@@ -189,10 +211,10 @@ def stream_prune(src_dir: str | Path, out_dir: str | Path, *, pct: float | None 
             _write_shard(out_dir / fname, names, plan, src, slicer, bar)
     if len(files) > 1:
         _write_index(out_dir, plan, files, src)
-    config.intermediate_size = k
+    setattr(config, fam.width_field, k)
     config.save_pretrained(out_dir)
     _copy_side_files(src_dir, out_dir)
-    return _report(src, plan, config, n, k, method, round_to, seed, slicer)
+    return _report(src, plan, fam, config, n, k, method, round_to, seed, slicer)
 
 
 def _write_index(out_dir: Path, plan: _Plan, files: list[str], src: Source) -> None:
@@ -203,12 +225,12 @@ def _write_index(out_dir: Path, plan: _Plan, files: list[str], src: Source) -> N
     (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
-def _report(src: Source, plan: _Plan, config, n: int, k: int, method: str, round_to: int,
-            seed: int, slicer: _LayerSlicer) -> PruneReport:
+def _report(src: Source, plan: _Plan, fam: Family, config, n: int, k: int, method: str,
+            round_to: int, seed: int, slicer: _LayerSlicer) -> PruneReport:
     """The same report as in-memory pruning, counted from the shapes."""
     mlp_names = {nm for layer in range(config.num_hidden_layers)
-                 for nm in mlp_tensor_names(layer)} | {
-        f"model.layers.{i}.mlp.down_proj.bias" for i in range(config.num_hidden_layers)}
+                 for nm in mlp_tensor_names(fam, layer)} | {
+        _down_bias(fam, i) for i in range(config.num_hidden_layers)}
     before = {name: _numel(e.shape) for name, e in src.entries.items()}
     after = {name: _numel(plan.shapes[name]) for name in src.entries}
     mlp_b = sum(v for nm, v in before.items() if nm in mlp_names)

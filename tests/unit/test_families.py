@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from glu_families import FAMILY_NAMES, family_config, family_model, save_family_model, \
     token_batches
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -195,3 +196,18 @@ def test_a_shape_only_folder_prunes_with_random_weights(tmp_path, capsys):
     assert main(["prune", str(folder), "--pct", "40", "--weights", "random",
                  "--out", str(out)]) == 0
     assert AutoConfig.from_pretrained(out).intermediate_size == 58
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_streaming_prune_is_byte_identical_to_in_memory_in_every_family(name, tmp_path):
+    """``prune FOLDER --stream`` reads tensor names from the family description (fused
+    gate_up rows j and n + j included) and writes the bytes in-memory pruning writes."""
+    src = save_family_model(name, tmp_path / f"my-{name}")
+    assert main(["prune", str(src), "--pct", "40", "--stream", "--out", str(tmp_path / "s")]) == 0
+    assert main(["prune", str(src), "--pct", "40", "--out", str(tmp_path / "m")]) == 0
+    streamed, in_memory = (load_file(tmp_path / d / "model.safetensors") for d in "sm")
+    assert streamed.keys() == in_memory.keys()
+    for key, tensor in in_memory.items():
+        assert torch.equal(streamed[key], tensor), key
+    config = {d: json.loads((tmp_path / d / "config.json").read_text()) for d in "sm"}
+    assert config["s"][FAMILIES[name].width_field] == config["m"][FAMILIES[name].width_field]
