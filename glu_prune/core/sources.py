@@ -9,24 +9,15 @@ Every failure is a :class:`BadSource` with a one-line message.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from glu_prune.catalog.families import Family, UnsupportedFamily, family_of
 from glu_prune.catalog.models import MODELS
+from glu_prune.catalog.sources import BadSource, is_hub_id, read_source_config, source_name
 from glu_prune.core.loading import default_dtype, hub_offline, hub_reachable, load_model
 
 LOG = logging.getLogger(__name__)
-
-# owner/name as the hub spells repository ids
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class BadSource(ValueError):
-    """A model source that cannot be used; the message is one line saying why."""
-
 
 @dataclass(frozen=True)
 class Source:
@@ -42,29 +33,14 @@ class Source:
         return self.family.width(self.config), int(self.config.hidden_size)
 
 
-def source_name(text: str) -> str:
-    """The name a source goes by in reports and test ids: its last path part, lower-cased."""
-    return Path(str(text).rstrip("/\\")).name.lower() or str(text)
-
-
-def _looks_like_folder(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or Path(text).exists() or "\\" in text \
-        or not _HUB_ID.match(text)
-
-
-def _folder_config_path(text: str, registered: list[str]) -> str:
-    folder = Path(text).expanduser()
-    if not folder.exists():
-        names = f" ({', '.join(registered)})" if registered else ""
-        raise BadSource(f"model source {text!r}: no such folder (give a folder holding a "
-                        f"config.json, a hub id such as Qwen/Qwen2.5-0.5B, or a registered "
-                        f"name{names})")
-    if not folder.is_dir():
-        raise BadSource(f"model source {text!r} is a file; give the folder holding its "
-                        f"config.json")
-    if not (folder / "config.json").is_file():
-        raise BadSource(f"model source {text!r}: the folder has no config.json (save the "
-                        f"model with save_pretrained, or point at the folder that holds it)")
+def _folder_location(text: str, registered: list[str]) -> str:
+    """The folder ``text`` names, checked as the suite checks it (catalog.sources); a name
+    that is no folder also lists the registered names the caller accepts."""
+    try:
+        _, folder = read_source_config(text)
+    except BadSource as exc:
+        names = f"; or a registered name: {', '.join(registered)}" if registered else ""
+        raise BadSource(f"model source {exc}{names}") from None
     return str(folder)
 
 
@@ -90,7 +66,8 @@ def resolve_source(text: str, registered: list[str] | None = None) -> Source:
     ``registered``: names the caller also accepts, listed when ``text`` is no folder."""
     from transformers import AutoConfig
 
-    location = _folder_config_path(text, registered or []) if _looks_like_folder(text) else _hub_location(text)
+    location = _hub_location(text) if is_hub_id(text) else _folder_location(
+        text, registered or [])
     try:
         config = AutoConfig.from_pretrained(location)
     except (OSError, ValueError, KeyError) as exc:

@@ -174,7 +174,8 @@ def test_an_unknown_name_is_no_folder_and_lists_the_registered_ones(tmp_path, ca
     """MODEL is a registered name or a source; a name that is neither exits 4, one line."""
     assert main(["prune", "llama-9b", "--pct", "10", "--out", str(tmp_path / "out")]) == 4
     err = one_line(capsys.readouterr().err)
-    assert "'llama-9b': no such folder" in err and "(llama-3.2-1b, llama-3.2-3b" in err
+    assert "model source llama-9b: does not exist" in err
+    assert "or a registered name: llama-3.2-1b, llama-3.2-3b" in err
 
 
 def test_program_name_follows_how_it_was_started():

@@ -157,8 +157,8 @@ def _bad_sources(tmp_path):
                          intermediate_size=64).save_pretrained(tmp_path / "mixtral")
     corrupt = save_family_model("qwen2", tmp_path / "corrupt")
     (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
-    return [(str(tmp_path / "missing"), "no such folder"),
-            (str(tmp_path / "empty"), "has no config.json"),
+    return [(str(tmp_path / "missing"), "missing: does not exist; valid: a model folder"),
+            (str(tmp_path / "empty"), "no config.json in this folder"),
             (str(tmp_path / "gpt2"), "'gpt2' is not supported (its MLP is not gated"),
             (str(tmp_path / "mixtral"), "'mixtral' is not supported (a mixture-of-experts"),
             ("Qwen/Qwen2.5-0.5B-not-cached", "a hub id, but offline mode"),
