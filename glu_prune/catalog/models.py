@@ -66,6 +66,7 @@ class ModelSpec:
     local_dir: Path | None = None  # shipped weights (the tiny models) or a user's folder
     shape_only: bool = False  # a folder with config.json only: random weights of its shape
     source: str | None = None  # as the user gave it (--glu-model, models file); None: preset
+    methods: tuple[str, ...] = ()  # the models file's importance methods; empty: --glu-methods
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property

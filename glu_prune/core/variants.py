@@ -78,11 +78,12 @@ def select_variants(models: Sequence[str], methods: Sequence[str],
     ``levels=None`` takes each model's registered levels; otherwise the given levels that
     the model registers (a level no selected model has is an error). Level 0 is the same
     model for every method and rounding, so it appears once (first method, round_to 1).
-    Data-driven methods' variants carry the tag of ``calibration(model)``.
+    Data-driven methods' variants carry the tag of ``calibration(model)``. A model with
+    methods of its own (``ModelSpec.methods``, from the models file) runs those instead.
     """
-    for m in methods:
-        get_scorer(m)
     specs = [get_model_spec(m) for m in models]
+    for m in {*methods, *(m for s in specs for m in s.methods)}:
+        get_scorer(m)
     if levels is not None:
         known = {lv for s in specs for lv in s.levels}
         unknown = [lv for lv in levels if lv not in known]
@@ -93,7 +94,7 @@ def select_variants(models: Sequence[str], methods: Sequence[str],
     for spec in specs:
         chosen = spec.levels if levels is None else [lv for lv in spec.levels if lv in levels]
         for pct in sorted(chosen):
-            for i, method in enumerate(methods):
+            for i, method in enumerate(spec.methods or methods):  # the models file's own
                 for r in round_tos:
                     if pct == 0 and (i > 0 or r > 1):
                         continue

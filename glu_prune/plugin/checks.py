@@ -158,17 +158,30 @@ def models_file_specs(path: Path) -> list[Any]:
         raise BadSource(f"--glu-models-file={path}: {exc}") from None
     specs = []
     for name, entry in tables.items():
-        unknown = set(entry) - {"source", "levels", "benchmarks", "instruct"}
+        unknown = set(entry) - {"source", "levels", "methods", "benchmarks", "instruct"}
         if "source" not in entry or unknown:
             raise BadSource(f"--glu-models-file={path}: [models.{name}] needs source and may "
-                            f"have levels, benchmarks, instruct; got {', '.join(entry)}")
+                            f"have levels, methods, benchmarks, instruct; got "
+                            f"{', '.join(entry)}")
         extra: dict[str, Any] = {"name": name.lower(), "instruct": entry.get("instruct", False)}
         if "levels" in entry:
             extra["levels"] = tuple(entry["levels"])
+        if "methods" in entry:
+            extra["methods"] = _methods(entry["methods"], path, name)
         if "benchmarks" in entry:
             extra["benchmark_set"] = _benchmark_set(entry["benchmarks"], path, name)
         specs.append(spec_from_source(str(entry["source"]), path.parent, **extra))
     return specs
+
+
+def _methods(value: Any, path: Path, name: str) -> tuple[str, ...]:
+    """A model's own importance methods: a non-empty list of registered names."""
+    names = value if isinstance(value, list) else [value]
+    bad = [m for m in names if m not in known_methods()]
+    if not names or bad:
+        raise BadSource(f"--glu-models-file={path}: [models.{name}] methods {value!r}; valid: "
+                        f"a list of {', '.join(known_methods())}")
+    return tuple(str(m) for m in names)
 
 
 def _benchmark_set(value: Any, path: Path, name: str) -> str:

@@ -183,6 +183,32 @@ def test_models_file_from_ini_sets_levels_and_tasks(tmp_path):
         "test_perplexity[kept-qwen-maw-p30-wikitext]"]), run.stdout[-3000:]
 
 
+def test_models_file_gives_a_model_its_own_methods(tmp_path):
+    """``methods`` in a model's table: its variants use those; other models keep
+    --glu-methods (maw by default); an unknown method exits 4 naming the valid ones."""
+    _folder(tmp_path / "kept", "qwen2")
+    toml = tmp_path / "glu-models.toml"
+    toml.write_text('[models.kept-qwen]\nsource = "kept"\nlevels = [0, 30]\n'
+                    'methods = ["wanda_sp", "l2"]\nbenchmarks = "tiny"\n')
+    run = _suite(tmp_path, "--glu-models-file", str(toml), "-k", "kept-qwen or tiny-llama-",
+                 "--glu-models", "tiny-llama", "--glu-levels", "0,30", "--collect-only",
+                 files=("test_invariants.py",))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    ids = {ln.split("::")[1] for ln in run.stdout.splitlines()
+           if "test_variant_shapes_and_counts[" in ln}
+    assert ids == {
+        "test_variant_shapes_and_counts[kept-qwen-wanda_sp-p0]",
+        "test_variant_shapes_and_counts[kept-qwen-wanda_sp-p30-c-tinycorpus-n128-l256-b8-s0]",
+        "test_variant_shapes_and_counts[kept-qwen-l2-p30]",
+        "test_variant_shapes_and_counts[tiny-llama-maw-p0]",
+        "test_variant_shapes_and_counts[tiny-llama-maw-p30]"}, run.stdout[-3000:]
+    toml.write_text('[models.kept-qwen]\nsource = "kept"\nmethods = ["mawx"]\n')
+    bad = _suite(tmp_path, "--glu-models-file", str(toml), "--collect-only",
+                 files=("test_invariants.py",))
+    assert bad.returncode == 4 and "[models.kept-qwen] methods ['mawx']; valid: a list of" \
+        in bad.stdout + bad.stderr, bad.stdout[-2000:] + bad.stderr[-2000:]
+
+
 # ---------------------------------------------------------------- any lm-eval task
 
 
