@@ -19,6 +19,8 @@ from typing import Callable
 from tabulate import tabulate
 
 from glu_prune.console import quiet_libraries
+from glu_prune.core.calibration_data import CalibrationSettings, calibration_batches, settings_for
+from glu_prune.core.depth import DATA_METHODS, LAYER_METHODS, prune_depth
 from glu_prune.core.importance import SCORERS
 from glu_prune.catalog.models import BASE_LEVELS, MODELS, get_model_spec, make_config
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable, load_model
@@ -125,6 +127,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out_dir(out, args.force)
     source = _source(args)
+    if args.depth is not None or args.remove_layers is not None:
+        return _cmd_prune_depth(args, out, source)
+    args.method = args.method or "maw"  # a layer method here fails as an unknown scorer
     if source is None:
         check_prune_level(args)
     else:
@@ -134,23 +139,58 @@ def cmd_prune(args: argparse.Namespace) -> int:
     report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
                            method=args.method, round_to=args.round_to, seed=args.seed)
 
+    _save(args, out, model, tok, {"model": name, "weights": args.weights,
+                                  **report.to_dict()})
+    sys.stdout.write(f"saved {name} pruned with {report.method}: intermediate "
+                     f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
+                     f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
+    return 0
+
+
+def _save(args: argparse.Namespace, out: Path, model, tok, report: dict) -> None:
+    """Write the model, its tokenizer and ``prune_report.json`` to ``out`` atomically."""
     def write(folder: Path) -> None:
         model.save_pretrained(folder)  # safetensors; tied embeddings stay tied
         if tok is not None:
             tok.save_pretrained(folder)
-        (folder / "prune_report.json").write_text(json.dumps(
-            {"model": name, "weights": args.weights, **report.to_dict()}, indent=1))
-
+        (folder / "prune_report.json").write_text(json.dumps(report, indent=1))
     try:
         with quiet_libraries(verbose=args.verbose):
             write_folder_atomically(out, write)
     except OSError as exc:
         raise OSError(f"could not save the pruned model to {out} ({exc}); {out} was left "
                       f"as it was") from exc
-    sys.stdout.write(f"saved {name} pruned with {report.method}: intermediate "
-                     f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
-                     f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
+
+
+def _cmd_prune_depth(args: argparse.Namespace, out: Path, source: Source | None) -> int:
+    """``--depth N [--method M]`` or ``--remove-layers 3,5``: remove whole layers."""
+    method = args.method or "last"
+    if method not in LAYER_METHODS:
+        raise ValueError(f"--method {method!r} is not a layer method; with --depth: "
+                         f"{', '.join(LAYER_METHODS)}")
+    removed = None if args.remove_layers is None else parse_layers(args.remove_layers)
+    with quiet_libraries(verbose=args.verbose):
+        name, model, tok = _load(args, source)
+    batches = []
+    if args.depth is not None and method in DATA_METHODS:
+        settings = settings_for(name) if source is None else CalibrationSettings()
+        batches = calibration_batches(settings, tok)
+    report = prune_depth(model, n=args.depth, method=method, removed=removed, batches=batches)
+    _save(args, out, model, tok, {"model": name, "weights": args.weights, **report})
+    sys.stdout.write(f"saved {name} depth-pruned with {report['method']}: layers "
+                     f"{report['layers_before']} -> {report['layers_after']} (removed "
+                     f"{report['removed_layers']}), {report['params_removed_pct']:.2f}% of "
+                     f"parameters removed -> {out}\n")
     return 0
+
+
+def parse_layers(text: str) -> list[int]:
+    """``--remove-layers 3,5``: layer indices; the error names the part that is not one."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--remove-layers {text!r}: give comma-separated layer indices, "
+                         f"e.g. 3,5") from None
 
 
 def parse_levels(text: str) -> list[float]:
@@ -270,7 +310,11 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--pct", type=float, help="percentage of neurons to remove, in [0, 100)")
     how.add_argument("--expansion-ratio", type=float, help="target intermediate/hidden ratio")
-    p.add_argument("--method", default="maw", choices=sorted(SCORERS), help="(default: maw)")
+    how.add_argument("--depth", type=int, help="number of whole decoder layers to remove")
+    how.add_argument("--remove-layers", help="comma list of decoder layer indices to remove")
+    p.add_argument("--method", default=None, choices=sorted(SCORERS) + list(LAYER_METHODS),
+                   help="width method (default: maw); with --depth a layer method "
+                        "(default: last)")
     p.add_argument("--round-to", type=int, default=1, help="round kept size (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method (default: 0)")
     p.add_argument("--weights", default="auto", choices=["auto", "random"],
