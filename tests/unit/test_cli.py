@@ -138,7 +138,7 @@ def test_bad_levels_are_rejected_before_loading(argv, message, tmp_path, capsys,
 @pytest.mark.parametrize("argv,message", [
     (["prune", "llama-3.2-1b", "--pct", "10", "--method", "mawx"],
      "argument --method: invalid choice: 'mawx' (choose from "),
-    (["prune", "llama-3.2-1b"], "one of the arguments --pct --expansion-ratio is required"),
+    (["prune", "llama-3.2-1b"], "one of the arguments --pct --expansion-ratio --depth --remove-layers is required"),
     (["prune", "llama-3.2-1b", "--pct", "ten"], "argument --pct: invalid float value: 'ten'"),
 ])
 def test_usage_errors_are_one_line_naming_the_fix(argv, message, tmp_path, capsys, no_loading,
