@@ -6,156 +6,21 @@ The CLI is the one place that writes to stdout; library modules only log.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
-from glu_prune.console import quiet_libraries
-from glu_prune.core.calibration import calibrate
-from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationFlag,
-                                              CalibrationSettings, calibration_overrides,
-                                              settings_for)
-from glu_prune.core.importance import known_methods, needs_calibration
 from glu_prune.catalog.models import BASE_LEVELS, MODELS, get_model_spec, make_config
+from glu_prune.core.arithmetic import expansion_table
 from glu_prune.core.loading import ArchitectureMismatch, WeightsUnavailable
-from glu_prune.core.saving import check_out_dir, write_folder_atomically
-from glu_prune.core.sources import BadSource, Source, load_named, user_source
-from glu_prune.core.arithmetic import expansion_table, kept_count
-from glu_prune.core.prune import PruneReport, prune_glu_mlp
-from glu_prune.core.streaming import DEFAULT_SHARD_SIZE, stream_prune
+from glu_prune.core.sources import BadSource, user_source
 from glu_prune.results import (ReportLock, failed_run, header_line, incomplete_banner,
                                load_document, markdown, merge, regressions, write_results)
+from glu_prune.tools.prune_command import add_prune, as_options
 
 LOG = logging.getLogger("glu_prune")
-
-
-def check_prune_level(args: argparse.Namespace, width: int | None = None,
-                      hidden: int | None = None) -> int:
-    """The kept size that ``args`` ask for, from the architecture (a registered model's, or
-    ``width``/``hidden`` of a source's config): a bad ``--pct``, ``--expansion-ratio`` or
-    ``--round-to`` fails here, before any model loads."""
-    if width is None:
-        spec = get_model_spec(args.model)
-        width, hidden = spec.intermediate_size, spec.hidden_size
-    try:
-        return kept_count(width, pct=args.pct, expansion_ratio=args.expansion_ratio,
-                          hidden_size=hidden, round_to=args.round_to)
-    except ValueError as exc:  # name the options, not the library's arguments
-        raise ValueError(f"{args.model}: {_as_options(str(exc))}") from None
-
-
-def _as_options(message: str, pct: str = "--pct") -> str:
-    """A library message with its argument names spelt as this command's options
-    (``round_to=8`` -> ``--round-to 8``); ``pct``: what a pct is called here."""
-    names = {"expansion_ratio": "--expansion-ratio", "round_to": "--round-to", "pct": pct}
-
-    def option(m: re.Match) -> str:
-        return names[m[1]] + (" " if m[2] else "")
-    return re.sub(r"\b(expansion_ratio|round_to|pct)\b(=)?", option, message)
-
-
-def cmd_prune(args: argparse.Namespace) -> int:
-    """Prune a registered model (or a local directory) and save it with its report."""
-    out = Path(args.out)
-    check_out_dir(out, args.force)
-    source = user_source(args.model, args.model_dir)
-    check_prune_level(args, *(source.shape() if source else ()))
-    calibration = calibration_settings(args)  # checked before the model loads
-    if args.stream:
-        return _stream(args, out, source, calibration)
-    with quiet_libraries(verbose=args.verbose):  # transformers' "Loading weights" bar
-        name, model, tok = load_named(args.model, source, weights=args.weights,
-                                      model_dir=args.model_dir, seed=args.seed)
-    stats = None if calibration is None else calibrate(model, tok, calibration,
-                                                      progress=args.verbose)
-    report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
-                           method=args.method, round_to=args.round_to, seed=args.seed,
-                           stats=stats)
-
-    def write(folder: Path) -> None:
-        model.save_pretrained(folder)  # safetensors; tied embeddings stay tied
-        if tok is not None:
-            tok.save_pretrained(folder)
-        (folder / "prune_report.json").write_text(json.dumps(
-            {"model": name, "weights": args.weights, **report_fields(args, report)},
-            indent=1))
-
-    try:
-        with quiet_libraries(verbose=args.verbose):
-            write_folder_atomically(out, write)
-    except OSError as exc:
-        raise OSError(f"could not save the pruned model to {out} ({exc}); {out} was left "
-                      f"as it was") from exc
-    sys.stdout.write(f"saved {name} pruned with {report.method}: intermediate "
-                     f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
-                     f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
-    return 0
-
-
-def calib_option(flag: CalibrationFlag) -> str:
-    """The CLI's spelling of a calibration option: ``--calib-<name>``."""
-    return f"--calib-{flag.name}"
-
-
-def calibration_settings(args: argparse.Namespace) -> CalibrationSettings | None:
-    """The calibration data of a data-driven ``--method`` (None for weight-only ones);
-    ``--calib-*`` given with a weight-only method is an error, not silently ignored."""
-    given = calibration_overrides(lambda f: getattr(args, f"calib_{f.field}"), calib_option)
-    if not needs_calibration(args.method):
-        if given:
-            raise ValueError(f"{', '.join(sorted(_given_calib(args)))} given, but --method "
-                             f"{args.method} scores weights only; calibration-based methods: "
-                             f"{', '.join(m for m in known_methods() if needs_calibration(m))}")
-        return None
-    return settings_for(args.model, **given)
-
-
-def _given_calib(args: argparse.Namespace) -> list[str]:
-    return [calib_option(f) for f in CALIBRATION_FLAGS
-            if getattr(args, f"calib_{f.field}") is not None]
-
-
-def report_fields(args: argparse.Namespace, report: PruneReport) -> dict[str, Any]:
-    """The report's fields with both percentages named for what they are: the level asked
-    for and the share of neurons actually removed (k is whole: 40 % of 512 removes 204
-    neurons, 39.84 %; a rounding moves it further)."""
-    fields = report.to_dict()
-    return {"pct_requested": args.pct, "pct_removed": fields.pop("pct"),
-            "expansion_ratio_requested": args.expansion_ratio, **fields}
-
-
-def _stream(args: argparse.Namespace, out: Path, source: Source | None,
-            calibration: CalibrationSettings | None) -> int:
-    """``prune --stream``: folder to folder, one layer in memory at a time."""
-    folder = source.location if source is not None else args.model_dir
-    if folder is None or not Path(folder).is_dir():
-        raise ValueError(f"--stream reads a safetensors model folder: give the folder as "
-                         f"MODEL (or --model-dir FOLDER with a registered name), got "
-                         f"{folder or args.model!r}")
-    if calibration is not None:
-        raise ValueError(f"--stream prunes with weight-only methods; --method {args.method} "
-                         f"scores on calibration data and needs the model in memory")
-    reports = []
-
-    def write(tmp: Path) -> None:
-        reports.append(stream_prune(folder, tmp, pct=args.pct,
-                                    expansion_ratio=args.expansion_ratio, method=args.method,
-                                    round_to=args.round_to, seed=args.seed,
-                                    max_shard_size=args.max_shard_size))
-        (tmp / "prune_report.json").write_text(json.dumps(
-            {"model": source.name if source else args.model, "weights": "auto",
-             **report_fields(args, reports[0])}, indent=1))
-
-    write_folder_atomically(out, write)
-    sys.stdout.write(f"saved {source.name if source else args.model} streamed and pruned with {args.method}: intermediate "
-                     f"{reports[0].intermediate_size_before} -> "
-                     f"{reports[0].intermediate_size_after} -> {out}\n")
-    return 0
 
 
 def parse_levels(text: str) -> list[float]:
@@ -180,7 +45,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         rows = expansion_table(config, levels, round_to=args.round_to,
                                prompt_len=args.prompt_len)
     except ValueError as exc:
-        raise ValueError(f"{args.model}: {_as_options(str(exc), pct='a --levels entry')}") \
+        raise ValueError(f"{args.model}: {as_options(str(exc), pct='a --levels entry')}") \
             from None
     headers = {"pct": "pruned %", "intermediate_size": "intermediate", "expansion_ratio":
                "expansion", "total_params": "params", "params_removed_pct": "params removed %",
@@ -256,7 +121,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log progress and show the libraries' progress bars (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_prune(sub)
+    add_prune(sub, _add_model)
     _add_table(sub)
     _add_report(sub)
     return parser
@@ -267,41 +132,6 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help=f"a local folder (with config.json), a hub id, or one of: "
                              f"{', '.join(MODELS)}")
-
-
-def _add_prune(sub: argparse._SubParsersAction) -> None:
-    """``prune MODEL (--pct | --expansion-ratio) --out DIR ...``."""
-    p = sub.add_parser("prune", help="prune a model and save it")
-    _add_model(p)
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--pct", type=float, help="percentage of neurons to remove, in [0, 100)")
-    how.add_argument("--expansion-ratio", type=float, help="target intermediate/hidden ratio")
-    p.add_argument("--method", default="maw", choices=known_methods(), metavar="METHOD",
-                   help=f"neuron importance: {', '.join(known_methods())}; act, wanda_sp, "
-                        f"flap and maw_hybrid score by activations on calibration data, see "
-                        f"--calib-* (default: maw)")
-    for flag in CALIBRATION_FLAGS:  # the plugin's --glu-calib-* options, one definition
-        p.add_argument(calib_option(flag), dest=f"calib_{flag.field}", default=None,
-                       type=None if flag.minimum is None else int, help=flag.help)
-    p.add_argument("--round-to", type=int, default=1, help="round kept size (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random method (default: 0)")
-    p.add_argument("--weights", default="auto", choices=["auto", "random"],
-                   help="auto = local dir / hub; random = random weights (default: auto)")
-    p.add_argument("--model-dir", default=None, help="local folder of the model's weights")
-    p.add_argument("--out", required=True,
-                   help="output folder, written atomically; must be empty or absent")
-    p.add_argument("--force", action="store_true",
-                   help="replace a non-empty --out folder (the old one stays intact if "
-                        "saving fails) (default: off)")
-    p.add_argument("--stream", action="store_true",
-                   help="prune --model-dir's safetensors folder to --out one layer at a time, "
-                        "never holding the model in memory; weight-only methods (default: off)")
-    p.add_argument("--max-shard-size", default=DEFAULT_SHARD_SIZE,
-                   help=f"largest output shard with --stream (default: {DEFAULT_SHARD_SIZE})")
-    # also after the subcommand; SUPPRESS keeps a -v given before it
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="as glu-prune -v")
-    p.set_defaults(func=cmd_prune)
 
 
 def _add_table(sub: argparse._SubParsersAction) -> None:

@@ -155,7 +155,7 @@ def test_bad_levels_are_rejected_before_loading(argv, message, tmp_path, capsys,
 @pytest.mark.parametrize("argv,message", [
     (["prune", "llama-3.2-1b", "--pct", "10", "--method", "mawx"],
      "argument --method: invalid choice: 'mawx' (choose from "),
-    (["prune", "llama-3.2-1b"], "one of the arguments --pct --expansion-ratio is required"),
+    (["prune", "llama-3.2-1b"], "one of the arguments --pct --expansion-ratio --depth --remove-layers is required"),
     (["prune", "llama-3.2-1b", "--pct", "ten"], "argument --pct: invalid float value: 'ten'"),
 ])
 def test_usage_errors_are_one_line_naming_the_fix(argv, message, tmp_path, capsys, no_loading,
@@ -285,7 +285,10 @@ def test_cli_and_plugin_accept_the_same_methods_and_calibration_options():
     for suffix, kw in calib.items():
         action = cli[f"--{suffix}"]
         assert (action.type, action.help) == (kw.get("type"), kw["help"]), suffix
-    assert set(cli["--method"].choices) == set(known_methods())
+    from glu_prune.core.depth import LAYER_METHODS
+
+    # every width method of the plugin, plus the layer choices of --depth
+    assert set(cli["--method"].choices) == set(known_methods()) | set(LAYER_METHODS)
     assert {"act", "wanda_sp", "flap", "maw_hybrid"} <= set(known_methods())
 
 

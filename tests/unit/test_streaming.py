@@ -173,21 +173,25 @@ print(base, hwm())
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads VmHWM from /proc")
 def test_streaming_peak_memory_is_one_layer_not_the_model(tmp_path):
-    # 24 layers of 3 x 256 x 2048 fp32 MLP (6 MiB each): a ~170 MB model, one output file
+    # 48 layers of 3 x 256 x 2048 fp32 MLP (6 MiB each): a ~340 MB model, one output file
     src, out = tmp_path / "src", tmp_path / "out"
-    _save_random_llama(src, hidden=256, width=2048, layers=24, vocab=512, shard="40MB")
+    _save_random_llama(src, hidden=256, width=2048, layers=48, vocab=512, shard="40MB")
     model_bytes = sum(p.stat().st_size for p in src.glob("*.safetensors"))
     layer_mlp = 3 * 256 * 2048 * 4
     out.mkdir()
     run = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(src), str(out)],
                          capture_output=True, text=True, check=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                         env={**os.environ, "HF_HUB_OFFLINE": "1",
+                              "MALLOC_MMAP_THRESHOLD_": str(1 << 20)})
     base_kib, peak_kib = map(int, run.stdout.split()[-2:])
     extra = (peak_kib - base_kib) * 1024
     # bound: one layer's MLP read whole, its scores' float copies and the kept slices, plus
-    # the 16 MiB copy buffer; the model is several times that
+    # the 16 MiB copy buffer; the model is nine times that. glibc's malloc raises its mmap
+    # threshold as large blocks are freed, after which freed layers stay in the heap: peaks
+    # then varied between runs (36-84 MB here). A fixed threshold (the child's environment)
+    # measures what the code holds, not the allocator's fragmentation.
     bound = 3 * layer_mlp + (16 << 20)
-    assert model_bytes > 3 * bound
+    assert model_bytes > 9 * bound
     assert extra < bound, (extra, bound, model_bytes)
 
 
