@@ -27,23 +27,13 @@ from torch import nn
 
 from glu_prune.catalog.families import family_of
 from glu_prune.catalog.registry import Registry
+from glu_prune.core.mlps import decoder_layers
 
 LOG = logging.getLogger(__name__)
 
 # Config fields counting "the first k layers" (Qwen2: sliding window from this layer on);
 # recounted over the kept layers so the same layers keep their attention kind.
 _LAYER_COUNT_FIELDS = ("max_window_layers",)
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The CausalLM's decoder layer list, where its family keeps it."""
-    layers: Any = model
-    for part in family_of(model.config).layers.split("."):
-        layers = getattr(layers, part, None)
-    if not isinstance(layers, nn.ModuleList):
-        raise TypeError(f"{type(model).__name__}: no decoder layer list at "
-                        f"{family_of(model.config).layers!r}")
-    return layers
 
 
 def check_removal(removed: Sequence[int], num_layers: int) -> list[int]:

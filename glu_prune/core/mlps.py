@@ -39,6 +39,18 @@ def _resolve(root: nn.Module, dotted: str) -> Any:
     return root
 
 
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layer list, where the model's family keeps it (shared by width and depth
+    pruning)."""
+    fam = family_of(model.config)
+    # a CausalLM keeps its layers at fam.layers; its bare decoder one level up
+    layers = _resolve(model, fam.layers) or _resolve(model, fam.layers.split(".", 1)[-1])
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"{type(model).__name__}: no decoder layers at {fam.layers!r}, "
+                        f"where the {fam.name} family keeps them")
+    return layers
+
+
 def glu_mlps(model: nn.Module) -> list[nn.Module]:
     """Every decoder layer's GLU MLP, where the model's family keeps them.
 
@@ -47,12 +59,7 @@ def glu_mlps(model: nn.Module) -> list[nn.Module]:
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "model_type", None):
         fam = family_of(config)
-        # a CausalLM keeps its layers at fam.layers; its bare decoder one level up
-        layers = _resolve(model, fam.layers) or _resolve(model, fam.layers.split(".", 1)[-1])
-        if layers is None:
-            raise TypeError(f"{type(model).__name__}: no decoder layers at {fam.layers!r}, "
-                            f"where the {fam.name} family keeps them")
-        found = [getattr(layer, fam.mlp) for layer in layers]
+        found = [getattr(layer, fam.mlp) for layer in decoder_layers(model)]
         for m in found:
             layout_of(m)
         return found
