@@ -8,20 +8,19 @@ skipped, most frequent reason first.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Iterable
 
 from glu_prune.plugin.results import skip_reason
+from glu_prune.results.markdown import reason_counts
 
 MAX_REASON = 200  # characters of a reason on the console (results.md keeps all of it)
 
 
 def skip_lines(reports: Iterable[Any]) -> list[str]:
     """``"<count> skipped: <reason>"`` per distinct reason, most frequent first."""
-    counts = Counter(_short(skip_reason(r)) for r in reports
-                     if getattr(r, "skipped", False))
-    return [f"{n} skipped: {reason}" for reason, n in
-            sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    counts = reason_counts(_short(skip_reason(r)) for r in reports
+                           if getattr(r, "skipped", False))
+    return [f"{n} skipped: {reason}" for reason, n in counts]
 
 
 def _short(reason: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from glu_prune.results.analysis import by_model, chance_benchmarks, count_line, regressions
 from glu_prune.results.format import level_label, render
@@ -75,13 +75,17 @@ def skipped_line(run: dict[str, Any]) -> str:
     skipped = run.get("skipped") or []
     if not skipped:
         return ""
-    counts = Counter(_short(_generic_reason(s)) for s in skipped)
-    common = sorted(counts.items(), key=lambda rn: (-rn[1], rn[0]))[:3]
-    causes = [reason if len(counts) == 1 else f"{n} × {reason}" for reason, n in common]
+    counts = reason_counts(_short(_generic_reason(s)) for s in skipped)
+    causes = [reason if len(counts) == 1 else f"{n} × {reason}" for reason, n in counts[:3]]
     if len(counts) > 3:
         causes.append(f"{len(counts) - 3} other reason(s), see below")
     selected = (run.get("tests") or {}).get("selected", "?")
     return f"{len(skipped)} of {selected} skipped: {'; '.join(causes)}"
+
+
+def reason_counts(reasons: Iterable[str]) -> list[tuple[str, int]]:
+    """``(reason, count)`` per distinct reason, the commonest first (ties alphabetical)."""
+    return sorted(Counter(reasons).items(), key=lambda rn: (-rn[1], rn[0]))
 
 
 def _short(reason: str) -> str:
