@@ -74,8 +74,10 @@ class LayerStats:
                 self.batch_l2_sum]
 
 
-class _Accumulator:
-    """Running sums of one layer, updated in place from each batch's ``h``, which is then freed."""
+class Accumulator:
+    """Running sums of one layer, updated in place from each batch's ``h``, which is then freed
+    (shared by :func:`collect_stats` and the layer-by-layer run of
+    :mod:`glu_prune.core.layerwise`, so both compute the same statistics)."""
 
     def __init__(self, d_ff: int, device: torch.device):
         def zeros(dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -114,7 +116,7 @@ class _Accumulator:
         return LayerStats(self.tokens, self.sequences, *(t.cpu() for t in sums))
 
 
-def _check_batches(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
+def check_batches(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
     """Token batches must be non-empty 2-D integer tensors of in-vocabulary ids."""
     if len(batches) == 0:
         raise ValueError("no calibration batches: calibration-based methods need data")
@@ -138,7 +140,7 @@ def _check_batches(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
 
 
 @contextlib.contextmanager
-def _hooked(mlps: list[nn.Module], accs: list[_Accumulator]) -> Iterator[None]:
+def hooked(mlps: list[nn.Module], accs: list[Accumulator]) -> Iterator[None]:
     """Pre-hooks on each ``down_proj`` feeding its input to the accumulator, always removed."""
     handles = [down_linear(m).register_forward_pre_hook(lambda _mod, args, acc=a: acc.update(args[0]))
                for m, a in zip(mlps, accs)]
@@ -149,9 +151,10 @@ def _hooked(mlps: list[nn.Module], accs: list[_Accumulator]) -> Iterator[None]:
             h.remove()
 
 
-def _check_finite(stats: list[LayerStats], names: list[str]) -> None:
-    """NaN or inf activations make every statistic meaningless: name the first bad layer."""
-    for i, (s, name) in enumerate(zip(stats, names)):
+def check_finite(stats: list[LayerStats], names: list[str], first: int = 0) -> None:
+    """NaN or inf activations make every statistic meaningless: name the first bad layer
+    (``first``: the index of ``stats[0]``'s layer)."""
+    for i, (s, name) in enumerate(zip(stats, names), start=first):
         if not all(bool(torch.isfinite(t).all()) for t in s.tensors()):
             raise ValueError(f"layer {i} ({name}): calibration activations contain NaN or inf "
                              f"(broken weights, or overflow in a low-precision dtype?)")
@@ -165,13 +168,13 @@ def collect_stats(model: nn.Module, batches: Sequence[torch.Tensor], *,
     happens. Bad batches fail before the first forward pass.
     """
     mlps = glu_mlps(model)
-    _check_batches(model, batches)
+    check_batches(model, batches)
     device = next(model.parameters()).device
-    accs = [_Accumulator(width_of(m), down_linear(m).weight.device) for m in mlps]
+    accs = [Accumulator(width_of(m), down_linear(m).weight.device) for m in mlps]
     was_training = model.training
     model.eval()
     try:
-        with _hooked(mlps, accs), torch.no_grad():
+        with hooked(mlps, accs), torch.no_grad():
             for batch in tqdm(batches, desc="calibration", unit="batch", disable=not progress,
                               mininterval=10):
                 # logits of one position only: the hooks need h, not a [tokens, vocab] tensor
@@ -180,7 +183,7 @@ def collect_stats(model: nn.Module, batches: Sequence[torch.Tensor], *,
         model.train(was_training)
     stats = [a.result() for a in accs]
     names = {id(m): n for n, m in model.named_modules()}
-    _check_finite(stats, [f"{names.get(id(m), '?')}.down_proj" for m in mlps])
+    check_finite(stats, [f"{names.get(id(m), '?')}.down_proj" for m in mlps])
     return stats
 
 

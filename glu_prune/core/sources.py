@@ -110,6 +110,11 @@ def load_source(source: Source, *, weights: str = "auto", dtype=None,
     return model.eval().to(device), _tokenizer(source.location)
 
 
+def source_tokenizer(source: Source):
+    """The tokenizer in a checked source's location, or ``None`` when it has none."""
+    return _tokenizer(source.location)
+
+
 def _tokenizer(location: str):
     from transformers import AutoTokenizer
 

@@ -7,8 +7,11 @@ chunks; a layer's MLP is read (gate, up, down), scored with the same scorers as 
 pruning (:mod:`glu_prune.core.importance`), and only its kept rows and columns are written.
 Peak memory is one layer's MLP plus a copy buffer, whatever the model's size.
 
-Weight-only methods only: calibration methods need the model run layer by layer, which
-this module does not do (it refuses them in one line).
+Calibration methods first run the model layer by layer on the calibration batches
+(:mod:`glu_prune.core.layerwise`): each layer is read, run, scored and its kept neurons (and,
+for ``flap``, its compensation bias) remembered before the next is read; then the shards are
+written as for weight-only methods, each MLP read a second time to be sliced. Peak memory is
+then one decoder layer plus the calibration hidden states (sequences x length x hidden).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import IO
 
 import torch
@@ -27,11 +31,16 @@ from transformers import AutoConfig
 
 from glu_prune.catalog.families import Family, family_of
 from glu_prune.core.arithmetic import kept_count, pct_of
-from glu_prune.core.importance import SCORERS, needs_calibration, score
+from glu_prune.core.compensate import check_bias_expressible, compensation_bias
+from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, SCORERS,
+                                       needs_calibration, score)
+from glu_prune.core.layerwise import layerwise_stats
+from glu_prune.core.loading import default_dtype
+from glu_prune.core.mlps import down_linear
 from glu_prune.core.prune import PruneReport, select_kept
-from glu_prune.core.shards import (INDEX_FILE, Source, TensorEntry, copy_bytes,
-                                   header_bytes, parse_size, plan_shards, read_source,
-                                   read_tensor, shard_names, write_tensor)
+from glu_prune.core.shards import (DTYPES, INDEX_FILE, Source, copy_bytes, header_bytes,
+                                   parse_size, plan_shards, read_source, read_tensor,
+                                   shard_names, write_tensor)
 
 LOG = logging.getLogger(__name__)
 
@@ -83,11 +92,20 @@ class _Plan:
 
     sliced: dict[str, tuple[int, int]]  # name -> (layer, neuron dim)
     shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, str]  # safetensors dtype names
     shards: list[list[str]]
 
+    def nbytes(self, name: str) -> int:
+        return DTYPES[self.dtypes[name]].itemsize * _numel(self.shapes[name])
 
-def _plan(src: Source, fam: Family, layers: int, n: int, k: int, max_bytes: int) -> _Plan:
-    """Output layout from the source headers; an MLP of another width is an error."""
+
+_DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def _plan(src: Source, fam: Family, layers: int, n: int, k: int, max_bytes: int,
+          extra: dict[str, torch.Tensor]) -> _Plan:
+    """Output layout from the source headers (plus ``extra``, tensors computed beforehand:
+    flap's biases); an MLP of another width is an error."""
     sliced: dict[str, tuple[int, int]] = {}
     for layer in range(layers):
         for name, role in mlp_tensor_names(fam, layer).items():
@@ -101,15 +119,17 @@ def _plan(src: Source, fam: Family, layers: int, n: int, k: int, max_bytes: int)
                 raise ValueError(f"{name} has shape {src.entries[name].shape}, not {want} "
                                  f"along dim {role.dim} (width {n})")
             sliced[name] = (layer, role.dim)
-    shapes, sizes = {}, []
-    for name in sorted(src.entries):
-        e = src.entries[name]
+    shapes, dtypes = {}, {}
+    for name, e in src.entries.items():
         shape = list(e.shape)
         if name in sliced:
             shape[sliced[name][1]] = shape[sliced[name][1]] // n * k  # fused: 2n -> 2k
-        shapes[name] = tuple(shape)
-        sizes.append((name, e.nbytes // max(1, _numel(e.shape)) * _numel(shape)))
-    return _Plan(sliced, shapes, plan_shards(sizes, max_bytes))
+        shapes[name], dtypes[name] = tuple(shape), e.dtype
+    for name, t in extra.items():
+        shapes[name], dtypes[name] = tuple(t.shape), _DTYPE_NAMES[t.dtype]
+    plan = _Plan(sliced, shapes, dtypes, [])
+    plan.shards = plan_shards([(nm, plan.nbytes(nm)) for nm in sorted(shapes)], max_bytes)
+    return plan
 
 
 def _numel(shape) -> int:
@@ -123,14 +143,19 @@ class _LayerSlicer:
     """Kept indices per layer, and a layer's sliced tensors until each is written."""
 
     def __init__(self, src: Source, fam: Family, n: int, k: int, method: str,
-                 seed: int) -> None:
+                 seed: int, kept: dict[int, torch.Tensor] | None = None,
+                 extra: dict[str, torch.Tensor] | None = None) -> None:
         self.src, self.fam, self.n, self.k = src, fam, n, k
         self.method, self.seed = method, seed
-        self.kept: dict[int, torch.Tensor] = {}
+        self.kept: dict[int, torch.Tensor] = dict(kept or {})  # chosen beforehand: kept as is
+        self.extra = dict(extra or {})  # whole output tensors computed beforehand
         self.pending: dict[str, torch.Tensor] = {}
 
     def take(self, name: str, layer: int) -> torch.Tensor:
-        """The sliced tensor ``name``; the first of a layer's tensors scores the layer."""
+        """The sliced tensor ``name``; the first of a layer's tensors scores the layer
+        (unless its kept neurons were chosen beforehand)."""
+        if name in self.extra:
+            return self.extra.pop(name)
         if name not in self.pending:
             self._slice_layer(layer)
         return self.pending.pop(name)
@@ -139,10 +164,11 @@ class _LayerSlicer:
         roles = {name: role for name, role in mlp_tensor_names(self.fam, layer).items()
                  if name in self.src.entries}
         full = {name: read_tensor(self.src.entries[name]) for name in roles}
-        mlp = _as_mlp({r.attr: full[name] for name, r in roles.items() if r.weight})
-        scores = score(mlp, self.method, layer=layer, seed=self.seed)
-        idx = select_kept(scores, self.k, name=f"layer {layer}, {self.method}")
-        self.kept[layer] = idx
+        if layer not in self.kept:
+            mlp = _as_mlp({r.attr: full[name] for name, r in roles.items() if r.weight})
+            scores = score(mlp, self.method, layer=layer, seed=self.seed)
+            self.kept[layer] = select_kept(scores, self.k, name=f"layer {layer}, {self.method}")
+        idx = self.kept[layer]
         fused_idx = torch.cat([idx, idx + self.n])  # rows [0, n) gate, [n, 2n) up
         for name, role in roles.items():
             self.pending[name] = full[name].index_select(role.dim,
@@ -151,9 +177,7 @@ class _LayerSlicer:
 
 def _write_shard(path: Path, names: list[str], plan: _Plan, src: Source,
                  slicer: _LayerSlicer, bar: tqdm) -> None:
-    entries = [(n, src.entries[n].dtype, plan.shapes[n],
-                src.entries[n].nbytes // max(1, _numel(src.entries[n].shape))
-                * _numel(plan.shapes[n])) for n in names]
+    entries = [(n, plan.dtypes[n], plan.shapes[n], plan.nbytes(n)) for n in names]
     with open(path, "wb") as out:
         out.write(header_bytes(entries, src.metadata))
         for name in names:
@@ -163,11 +187,10 @@ def _write_shard(path: Path, names: list[str], plan: _Plan, src: Source,
 
 def _write_one(name: str, plan: _Plan, src: Source, slicer: _LayerSlicer,
                out: IO[bytes]) -> None:
-    entry: TensorEntry = src.entries[name]
-    if name in plan.sliced:
-        write_tensor(slicer.take(name, plan.sliced[name][0]), out)
+    if name in slicer.extra or name in plan.sliced:
+        write_tensor(slicer.take(name, plan.sliced.get(name, (-1, 0))[0]), out)
     else:
-        copy_bytes(entry, out)
+        copy_bytes(src.entries[name], out)
 
 
 def _copy_side_files(src_dir: Path, out_dir: Path) -> None:
@@ -178,49 +201,107 @@ def _copy_side_files(src_dir: Path, out_dir: Path) -> None:
             shutil.copy2(path, out_dir / path.name)
 
 
-def _check_method(method: str) -> None:
-    if needs_calibration(method):
-        raise ValueError(f"importance method {method!r} needs calibration, which streaming "
-                         f"does not do yet; stream with a weight-only method "
-                         f"({', '.join(sorted(SCORERS))}) or prune in memory")
+def _check_method(method: str, batches: Sequence[torch.Tensor] | None, config) -> None:
+    """Calibration methods need ``batches``, weight-only ones refuse them; flap needs a
+    family whose config can express the compensation bias."""
+    if needs_calibration(method) and batches is None:
+        raise ValueError(f"importance method {method!r} is calibration-based: pass batches= "
+                         f"(token batches, e.g. glu_prune.core.calibration_data."
+                         f"calibration_batches) or stream with a weight-only method "
+                         f"({', '.join(sorted(SCORERS))})")
+    if not needs_calibration(method) and batches is not None:
+        raise ValueError(f"importance method {method!r} is weight-only and does not use "
+                         f"calibration data, but batches were given; drop batches= or use a "
+                         f"calibration-based method: {', '.join(sorted(CALIBRATED_SCORERS))}")
+    if method in BIAS_COMPENSATED:
+        check_bias_expressible(config)
+
+
+def _compensation(fam: Family, layer: int, mlp: nn.Module, idx: torch.Tensor, mean_h,
+                  src: Source, k: int) -> dict[str, torch.Tensor]:
+    """flap's tensors of one layer, in the source's dtype: ``down``'s bias standing in for
+    the removed neurons, and zero ``gate``/``up`` biases where the source has none (the
+    config's ``mlp_bias`` gives all three a bias, as in-memory compensation does)."""
+    down = down_linear(mlp)
+    out = {}
+    for name, role in mlp_tensor_names(fam, layer).items():
+        dtype = DTYPES[src.entries[name.rsplit(".", 1)[0] + ".weight"].dtype]
+        if role.attr == fam.down:  # the weight read back in the source's dtype: exact
+            bias = None if down.bias is None else down.bias.detach().to(dtype)
+            out[_down_bias(fam, layer)] = compensation_bias(
+                down.weight.detach().to(dtype), idx, mean_h, bias).cpu()
+        elif not role.weight and name not in src.entries:
+            out[name] = torch.zeros(2 * k if role.fused else k, dtype=dtype)
+    return out
+
+
+def _calibrated(src: Source, config, fam: Family, n: int, k: int, method: str,
+                batches: Sequence[torch.Tensor], device: str | None,
+                ) -> tuple[dict[int, torch.Tensor], dict[str, torch.Tensor]]:
+    """Kept neurons per layer (and flap's biases) from a layer-by-layer calibration run."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # one block for every layer's choice, allocated before any layer: small results
+    # allocated between layers would pin the heap above each freed layer (fragmentation)
+    chosen = torch.empty(config.num_hidden_layers, k, dtype=torch.long)
+    extra = {}
+    compensate = method in BIAS_COMPENSATED and k < n  # nothing removed: no bias
+    for i, layer, stats in layerwise_stats(src, config, batches, dtype=default_dtype(device),
+                                           device=device,
+                                           progress=LOG.isEnabledFor(logging.INFO)):
+        mlp = getattr(layer, fam.mlp)
+        chosen[i] = select_kept(score(mlp, method, layer=i, stats=stats), k,
+                                name=f"layer {i} ({fam.layers}.{i}.{fam.mlp}), {method}")
+        if compensate:
+            extra.update(_compensation(fam, i, mlp, chosen[i], stats.mean, src, k))
+    return dict(enumerate(chosen)), extra
 
 
 def stream_prune(src_dir: str | Path, out_dir: str | Path, *, pct: float | None = None,
                  expansion_ratio: float | None = None, method: str = "maw", round_to: int = 1,
-                 seed: int = 0, max_shard_size: str | int = DEFAULT_SHARD_SIZE) -> PruneReport:
+                 seed: int = 0, max_shard_size: str | int = DEFAULT_SHARD_SIZE,
+                 batches: Sequence[torch.Tensor] | None = None,
+                 calibration_tag: str | None = None, device: str | None = None) -> PruneReport:
     """Prune the safetensors model in ``src_dir`` into the existing empty folder ``out_dir``.
 
     Same kept neurons, tensors and config as :func:`glu_prune.core.prune.prune_glu_mlp` on
     the loaded model (in the source's dtype), written as shards of at most
-    ``max_shard_size``. Atomicity is the caller's: write into a hidden folder, then rename.
+    ``max_shard_size``. Calibration methods take token ``batches`` (``calibration_tag``: their
+    settings' tag, for the report) and run layer by layer on ``device`` (default: CUDA when
+    there is one) in the dtype in-memory loading would use there. Atomicity is the caller's:
+    write into a hidden folder, then rename.
     """
-    _check_method(method)
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     config = AutoConfig.from_pretrained(src_dir)
+    _check_method(method, batches, config)
     fam = family_of(config)
     n, hidden = fam.width(config), config.hidden_size
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
                    round_to=round_to)
     src = read_source(src_dir)  # every shard present and whole before anything is written
-    plan = _plan(src, fam, config.num_hidden_layers, n, k, parse_size(max_shard_size))
-    slicer = _LayerSlicer(src, fam, n, k, method, seed)
+    kept, extra = ({}, {}) if batches is None else _calibrated(
+        src, config, fam, n, k, method, batches, device)
+    plan = _plan(src, fam, config.num_hidden_layers, n, k, parse_size(max_shard_size), extra)
+    slicer = _LayerSlicer(src, fam, n, k, method, seed, kept, extra)
     files = shard_names(len(plan.shards))
-    with tqdm(total=len(src.entries), desc="streaming prune", unit="tensor",
+    with tqdm(total=len(plan.shapes), desc="streaming prune", unit="tensor",
               disable=not LOG.isEnabledFor(logging.INFO)) as bar:
         for fname, names in zip(files, plan.shards):
             _write_shard(out_dir / fname, names, plan, src, slicer, bar)
     if len(files) > 1:
-        _write_index(out_dir, plan, files, src)
+        _write_index(out_dir, plan, files)
     setattr(config, fam.width_field, k)
+    if extra:
+        config.mlp_bias = True  # flap: the biases load with the model
     config.save_pretrained(out_dir)
     _copy_side_files(src_dir, out_dir)
-    return _report(src, plan, fam, config, n, k, method, round_to, seed, slicer)
+    report = _report(src, plan, fam, config, n, k, method, round_to, seed, slicer)
+    report.compensated, report.calibration = bool(extra), calibration_tag
+    return report
 
 
-def _write_index(out_dir: Path, plan: _Plan, files: list[str], src: Source) -> None:
+def _write_index(out_dir: Path, plan: _Plan, files: list[str]) -> None:
     weight_map = {name: f for f, names in zip(files, plan.shards) for name in names}
-    total = sum(src.entries[n].nbytes // max(1, _numel(src.entries[n].shape))
-                * _numel(plan.shapes[n]) for n in weight_map)
+    total = sum(plan.nbytes(n) for n in weight_map)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
@@ -232,7 +313,7 @@ def _report(src: Source, plan: _Plan, fam: Family, config, n: int, k: int, metho
                  for nm in mlp_tensor_names(fam, layer)} | {
         _down_bias(fam, i) for i in range(config.num_hidden_layers)}
     before = {name: _numel(e.shape) for name, e in src.entries.items()}
-    after = {name: _numel(plan.shapes[name]) for name in src.entries}
+    after = {name: _numel(shape) for name, shape in plan.shapes.items()}
     mlp_b = sum(v for nm, v in before.items() if nm in mlp_names)
     mlp_a = sum(v for nm, v in after.items() if nm in mlp_names)
     return PruneReport(method=method, pct=pct_of(n, k), intermediate_size_before=n,

@@ -22,7 +22,8 @@ from glu_prune.core.importance import known_methods, needs_calibration
 from glu_prune.core.nonuniform import prune_global, prune_selective
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
 from glu_prune.core.saving import check_out_dir, write_folder_atomically
-from glu_prune.core.sources import Source, load_named, user_source
+from glu_prune.core.loading import load_tokenizer
+from glu_prune.core.sources import Source, load_named, source_tokenizer, user_source
 from glu_prune.core.streaming import DEFAULT_SHARD_SIZE, stream_prune
 
 
@@ -166,19 +167,22 @@ def _stream(args: argparse.Namespace, out: Path, source: Source | None,
         raise ValueError(f"--stream reads a safetensors model folder: give the folder as "
                          f"MODEL (or --model-dir FOLDER with a registered name), got "
                          f"{folder or args.model!r}")
-    if calibration is not None:
-        raise ValueError(f"--stream prunes with weight-only methods; --method {args.method} "
-                         f"scores on calibration data and needs the model in memory")
+    batches = None
+    if calibration is not None:  # the same batches in-memory calibration would run
+        tok = (source_tokenizer(source) if source is not None else
+               load_tokenizer(args.model, model_dir=args.model_dir))
+        batches = calibration_batches(calibration, tok)
     reports = []
 
     def write(tmp: Path) -> None:
-        reports.append(stream_prune(folder, tmp, pct=args.pct,
-                                    expansion_ratio=args.expansion_ratio, method=args.method,
-                                    round_to=args.round_to, seed=args.seed,
-                                    max_shard_size=args.max_shard_size))
+        reports.append(stream_prune(
+            folder, tmp, pct=args.pct, expansion_ratio=args.expansion_ratio,
+            method=args.method, round_to=args.round_to, seed=args.seed,
+            max_shard_size=args.max_shard_size, batches=batches,
+            calibration_tag=None if calibration is None else calibration.tag))
         (tmp / "prune_report.json").write_text(json.dumps(
             {"model": source.name if source else args.model, "weights": "auto",
-             **report_fields(args, reports[0])}, indent=1))
+             "shape": width_shape(args), **report_fields(args, reports[0])}, indent=1))
 
     write_folder_atomically(out, write)
     sys.stdout.write(f"saved {source.name if source else args.model} streamed and pruned with {args.method}: intermediate "
@@ -264,7 +268,8 @@ def add_prune(sub: argparse._SubParsersAction, add_model: Any) -> None:
                         "saving fails) (default: off)")
     p.add_argument("--stream", action="store_true",
                    help="prune the MODEL folder's safetensors to --out one layer at a time, "
-                        "never holding the model in memory; weight-only methods (default: off)")
+                        "never holding the model in memory; calibration methods run it layer "
+                        "by layer (default: off)")
     p.add_argument("--max-shard-size", default=DEFAULT_SHARD_SIZE,
                    help=f"largest output shard with --stream (default: {DEFAULT_SHARD_SIZE})")
     # also after the subcommand; SUPPRESS keeps a -v given before it

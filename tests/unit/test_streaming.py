@@ -126,9 +126,9 @@ def test_cli_stream_errors_are_one_line(source, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_stream_refuses_calibration_methods(source, tmp_path):
+def test_stream_refuses_calibration_methods_without_batches(source, tmp_path):
     (tmp_path / "o").mkdir()
-    with pytest.raises(ValueError, match="needs calibration, which streaming does not do"):
+    with pytest.raises(ValueError, match="'flap' is calibration-based: pass batches="):
         stream_prune(source, tmp_path / "o", pct=40, method="flap")
 
 
