@@ -1,13 +1,16 @@
 """Streaming vs in-memory pruning of a random-weight Llama folder: wall time and peak RSS.
 
     python benchmarks/streaming_cost.py [--layers 4,8,16] [--runs 3] [--tmp /tmp]
+                                        [--method wanda_sp --calib 8x256]
 
 For each depth (1B-like layers: hidden 2048, width 8192, vocab 32000, fp32) a sharded
 safetensors folder is written under ``--tmp`` (random tensors written straight to shards,
 never a whole model in memory), then each of three jobs runs in its own process, rounds
 interleaved, ``--runs`` times: ``floor`` (read every source byte once, write as many bytes
 as the pruned output once, with the same files), ``memory`` (``from_pretrained`` +
-``prune_glu_mlp`` + ``save_pretrained``) and ``stream`` (``stream_prune``). Peak RSS is the
+``prune_glu_mlp`` + ``save_pretrained``) and ``stream`` (``stream_prune``); a calibration
+``--method`` runs on ``--calib`` sequences x tokens of seeded random ids, in batches of 4
+(``collect_stats`` on the loaded model; layer by layer when streamed). Peak RSS is the
 child's own ``VmHWM`` (a forked child's ``ru_maxrss`` starts at the parent's) minus that of a child that only imports the same modules. Medians.
 Everything written is deleted at the end. Speed does not depend on weight values.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -28,22 +30,30 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig
 
+from glu_prune.core.importance import needs_calibration
+
 HIDDEN, WIDTH, VOCAB = 2048, 8192, 32000
 CHILD = r"""
 import sys, time, os, json
 import torch, transformers, glu_prune.core.streaming
-job, src, out = sys.argv[1:4]
+from transformers import AutoModelForCausalLM
+from glu_prune.core.calibration import collect_stats
+from glu_prune.core.prune import prune_glu_mlp
+job, src, out, want, method, n, seq = sys.argv[1:8]
+g = torch.Generator().manual_seed(0)
+batches = None if n == "0" else [torch.randint(0, 32000, (4, int(seq)), generator=g)
+                                 for _ in range(0, int(n), 4)]
 t = time.perf_counter()
 if job == "memory":
-    from transformers import AutoModelForCausalLM
-    from glu_prune.core.prune import prune_glu_mlp
     m = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
-    prune_glu_mlp(m, pct=40, method="maw")
+    stats = None if batches is None else collect_stats(m, batches, progress=False)
+    prune_glu_mlp(m, pct=40, method=method, stats=stats)
     m.save_pretrained(out)
 elif job == "stream":
-    glu_prune.core.streaming.stream_prune(src, out, pct=40, method="maw")
+    glu_prune.core.streaming.stream_prune(src, out, pct=40, method=method, batches=batches,
+                                          device="cpu")
 elif job == "floor":
-    want = int(sys.argv[4])
+    want = int(want)
     buf = bytearray(16 << 20)
     for p in sorted(os.listdir(src)):
         if p.endswith(".safetensors"):
@@ -85,10 +95,12 @@ def write_model(folder: Path, layers: int) -> int:
     return size
 
 
-def run_child(job: str, src: Path, out: Path, want: int) -> tuple[float, int]:
-    """(seconds, peak RSS bytes) of one job in a fresh process."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, job, str(src), str(out), str(want)],
-                            stdout=subprocess.PIPE, text=True)
+def run_child(job: str, src: Path, out: Path, want: int, calib: tuple[str, int, int]
+              ) -> tuple[float, int]:
+    """(seconds, peak RSS bytes) of one job in a fresh process (``calib``: method, sequences,
+    tokens; 0 sequences for a weight-only method)."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, job, str(src), str(out), str(want),
+                             *map(str, calib)], stdout=subprocess.PIPE, text=True)
     text, _ = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{job} failed ({proc.returncode})")
@@ -96,7 +108,7 @@ def run_child(job: str, src: Path, out: Path, want: int) -> tuple[float, int]:
     return float(seconds), int(peak_kib) * 1024
 
 
-def measure(layers: int, runs: int, tmp: Path) -> dict:
+def measure(layers: int, runs: int, tmp: Path, calib: tuple[str, int, int]) -> dict:
     """Median time and peak extra RSS of each job for one model size."""
     work = Path(tempfile.mkdtemp(dir=tmp, prefix="glu-stream-"))
     try:
@@ -104,13 +116,13 @@ def measure(layers: int, runs: int, tmp: Path) -> dict:
         src.mkdir()
         size = write_model(src, layers)
         kept = size - layers * 3 * HIDDEN * int(0.4 * WIDTH) * 4  # bytes of the pruned output
-        base = [run_child("none", src, work, 0)[1] for _ in range(2)]
+        base = [run_child("none", src, work, 0, calib)[1] for _ in range(2)]
         rows: dict[str, list[tuple[float, int]]] = {"floor": [], "memory": [], "stream": []}
         for _ in range(runs):
             for job in rows:
                 out = work / f"out-{job}"
                 out.mkdir()
-                rows[job].append(run_child(job, src, out, kept))
+                rows[job].append(run_child(job, src, out, kept, calib))
                 shutil.rmtree(out)
         floor = min(base)
         res = {"layers": layers, "gb": size / 1e9}
@@ -127,12 +139,16 @@ def main() -> None:
     ap.add_argument("--layers", default="4,8,16")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tmp", default=tempfile.gettempdir())
+    ap.add_argument("--method", default="maw")
+    ap.add_argument("--calib", default="8x256", help="calibration sequences x tokens")
     args = ap.parse_args()
+    n, seq = map(int, args.calib.split("x"))
+    calib = (args.method, n if needs_calibration(args.method) else 0, seq)
     print("| GB | in-memory s / peak GB | stream s / peak GB | floor s | stream/floor time "
           "| stream peak / size | memory peak / size |")
     print("|---|---|---|---|---|---|---|")
     for layers in map(int, args.layers.split(",")):
-        r = measure(layers, args.runs, Path(args.tmp))
+        r = measure(layers, args.runs, Path(args.tmp), calib)
         (mt, mp), (st, sp), (ft, _) = r["memory"], r["stream"], r["floor"]
         print(f"| {r['gb']:.2f} | {mt:.1f} / {mp:.2f} | {st:.1f} / {sp:.2f} | {ft:.1f} "
               f"| {st / ft:.2f} | {sp / r['gb']:.1%} | {mp / r['gb']:.1%} |", flush=True)

@@ -278,9 +278,12 @@ def stream_prune(src_dir: str | Path, out_dir: str | Path, *, pct: float | None 
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
                    round_to=round_to)
     src = read_source(src_dir)  # every shard present and whole before anything is written
-    kept, extra = ({}, {}) if batches is None else _calibrated(
-        src, config, fam, n, k, method, batches, device)
-    plan = _plan(src, fam, config.num_hidden_layers, n, k, parse_size(max_shard_size), extra)
+    max_bytes = parse_size(max_shard_size)
+    kept, extra = {}, {}
+    if batches is not None:
+        _plan(src, fam, config.num_hidden_layers, n, k, max_bytes, {})  # fails before the run
+        kept, extra = _calibrated(src, config, fam, n, k, method, batches, device)
+    plan = _plan(src, fam, config.num_hidden_layers, n, k, max_bytes, extra)
     slicer = _LayerSlicer(src, fam, n, k, method, seed, kept, extra)
     files = shard_names(len(plan.shards))
     with tqdm(total=len(plan.shapes), desc="streaming prune", unit="tensor",

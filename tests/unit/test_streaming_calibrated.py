@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from glu_families import save_family_model, token_batches
+from glu_families import FAMILY_NAMES, family_model, save_family_model, token_batches
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from glu_prune import tiny
+from glu_prune.catalog.families import FAMILIES
 from glu_prune.cli import main
 from glu_prune.core import shards
 from glu_prune.core.calibration import collect_stats
@@ -80,17 +81,37 @@ def test_tiny_model_streamed_equals_in_memory(tmp_path, method):
     assert len(shards.shard_files(tmp_path / "s")) > 1
 
 
-# llama: split MLP; phi3: fused gate_up; gemma2: sliding-window layers (window 8 < the 12
-# tokens of each batch), eager attention and tied embeddings; ministral: sliding and full
-# layers in one model; qwen3: tied embeddings; granite: multipliers, and flap's other family
-FAMILY_CASES = [(f, m) for f in ("llama", "phi3", "gemma2", "ministral", "qwen3", "granite")
-                for m in METHODS if m != "flap" or f in ("llama", "granite")]
+# Every method in: llama (split MLP), phi3 (fused gate_up), gemma2 (sliding-window layers,
+# window 8 < the 12 tokens of each batch; eager attention; tied embeddings), ministral
+# (sliding and full layers in one model), qwen3 (tied embeddings), granite (multipliers);
+# wanda_sp in every other family. flap where the config has mlp_bias (llama, granite).
+_EVERY_METHOD = ("llama", "phi3", "gemma2", "ministral", "qwen3", "granite")
+FAMILY_CASES = [(f, m) for f in FAMILY_NAMES for m in METHODS
+                if (f in _EVERY_METHOD or m == "wanda_sp") and (m != "flap" or FAMILIES[f].mlp_bias)]
 
 
 @pytest.mark.parametrize("family,method", FAMILY_CASES)
 def test_families_streamed_equal_in_memory(tmp_path, family, method):
     src = save_family_model(family, tmp_path / family)
     _stream_and_compare(src, tmp_path, method, token_batches())
+
+
+def test_bfloat16_folder_keeps_its_dtype_and_the_same_neurons(tmp_path):
+    """In memory on a CPU a bfloat16 folder is calibrated and pruned in float32; streaming
+    calibrates in float32 too but writes bfloat16: the same neurons, the same weights."""
+    src = tmp_path / "bf16"
+    family_model("gemma2").to(torch.bfloat16).save_pretrained(src)
+    (tmp_path / "s").mkdir()
+    report = stream_prune(src, tmp_path / "s", pct=40, method="wanda_sp",
+                          batches=token_batches(), device="cpu")
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    ref = prune_glu_mlp(model, pct=40, method="wanda_sp",
+                        stats=collect_stats(model, token_batches(), progress=False))
+    assert report.kept_indices == ref.kept_indices
+    streamed, memory = _tensors(tmp_path / "s"), model.state_dict()
+    assert {t.dtype for t in streamed.values()} == {torch.bfloat16}
+    for name, t in streamed.items():
+        assert torch.equal(t, memory[name].to(torch.bfloat16)), name
 
 
 def test_flap_refused_where_the_config_has_no_mlp_bias(tmp_path):
