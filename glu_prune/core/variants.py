@@ -18,7 +18,9 @@ from glu_prune.catalog.models import ModelSpec, get_model_spec
 from glu_prune.core.calibration import LayerStats, calibrate
 from glu_prune.core.calibration_data import CalibrationSettings, settings_for
 from glu_prune.core.importance import get_scorer, needs_calibration
-from glu_prune.core.loading import WeightsUnavailable, has_local_weights, load_model
+from glu_prune.core.loading import (WeightsUnavailable, default_dtype, has_local_weights,
+                                    load_model)
+from glu_prune.core.placement import Placement, place
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
 
 LOG = logging.getLogger(__name__)
@@ -144,6 +146,9 @@ class VariantCache:
     on disk, else random weights of the same shape: for speed, which weights do not change).
     ``calibration``: each model's calibration settings; the statistics are collected once
     per base model and settings, on the unpruned model, and kept while the base is.
+    ``placement``: spread each variant over devices (accelerate's device map); the base is
+    then loaded and pruned in CPU memory and each variant, level 0 included, is a placed
+    copy, so the base stays whole for the next level.
     """
 
     device: str | None = None
@@ -151,6 +156,7 @@ class VariantCache:
     weights: str = "auto"
     model_dir: str | None = None
     calibration: CalibrationFor = settings_for
+    placement: Placement | None = None
     builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
     _stats: tuple[str, list[LayerStats]] | None = None  # (tag, stats) of the resident base
     _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
@@ -189,8 +195,11 @@ class VariantCache:
             return self._base[1:]
         self._drop(base=True)
         weights = self._weights_for(name)
+        device, dtype = self.device, self.dtype
+        if self.placement is not None:  # pruned on the CPU, then placed
+            device, dtype = "cpu", dtype or default_dtype(self.device)
         try:
-            model, tok = load_model(name, weights=weights, dtype=self.dtype, device=self.device,
+            model, tok = load_model(name, weights=weights, dtype=dtype, device=device,
                                     num_layers=num_layers, model_dir=self.model_dir)
         except WeightsUnavailable as exc:
             self._unavailable[name] = str(exc)
@@ -210,8 +219,11 @@ class VariantCache:
         base, tok, weights = self._load_base(vid.model, num_layers)
         # Level 0 is the base itself (pruning at 0 % changes nothing); others prune a copy
         # so the base stays intact for the next level.
-        model = base if vid.pct == 0 else copy.deepcopy(base)
+        placed = self.placement is not None
+        model = base if vid.pct == 0 and not placed else copy.deepcopy(base)
         report = self._prune(model, vid, base, tok)
+        if placed:
+            place(model, self.placement)
         self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
         LOG.info("built %s (intermediate %d, %s weights)", vid.slug,
                  report.intermediate_size_after, weights)

@@ -10,6 +10,7 @@ import torch
 
 from glu_prune.catalog.models import get_model_spec
 from glu_prune.core.arithmetic import check_level
+from glu_prune.core.placement import Placement
 from glu_prune.core.variants import VariantId
 
 
@@ -90,6 +91,7 @@ class PerfSettings:
     warmup: int
     tolerance: float
     batch: int = THROUGHPUT_BATCH
+    placement: Placement | None = None  # spread over devices (None: all on ``device``)
 
     @property
     def on_gpu(self) -> bool:

@@ -25,6 +25,7 @@ from glu_prune.core.calibration_data import CalibrationFlag, calibration_overrid
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.judging import DeviceInfo, Tolerance
+from glu_prune.plugin.placement import check_placement
 
 Get = Callable[[str], Any]  # option name -> value (None: not given)
 
@@ -111,6 +112,7 @@ def check_options(get: Get, rootdir: Path, cwd: Path) -> list[str]:
     _finite_at_least("--glu-perf-tolerance", get("--glu-perf-tolerance"), 0.0)
     check_device_name(get("--glu-device-name"))
     check_plots(get("--glu-plots"))
+    check_placement(get, cwd)
     return user
 
 

@@ -18,9 +18,11 @@ from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationSetti
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.evaluation import EvalSettings
+from glu_prune.core.placement import Placement
 from glu_prune.judging import UPDATE_FLAG, Tolerance
 from glu_prune.plugin.checks import (FLAGS, BadOption, Get, calib_option, check_options,
                                      parse_list, parse_ppl_tol, selected_models)
+from glu_prune.plugin.placement import add_placement_options, read_placement
 from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 
 __all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
@@ -30,7 +32,7 @@ PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """All 31 ``--glu-*`` options, in one group (each help ends with its default), and the
+    """All 34 ``--glu-*`` options, in one group (each help ends with its default), and the
     ini key of the kept models file."""
     add_ini(parser)
     group = parser.getgroup("glu-prune", "GLU width pruning suite")
@@ -38,6 +40,7 @@ def add_options(parser: pytest.Parser) -> None:
     _calibration(group)
     _evaluation(group)
     _latency_and_energy(group)
+    add_placement_options(group)
     group.addoption("--glu-report", default="results", metavar="DIR",
                     help="folder for results.json and results.md, written when a test "
                          "recorded numbers; locked while a run uses it (default: results)")
@@ -167,6 +170,8 @@ class Options:
     raw: dict[str, Any]  # the glu_* values as given (results.json's "options")
     # --glu-calib-* given, as CalibrationSettings fields; the rest are each model's defaults
     calibration: dict[str, Any] = field(default_factory=dict)
+    # --glu-device-map & co.: where every variant runs (None: one device)
+    placement: Placement | None = None
 
     def calibration_for(self, model: str) -> CalibrationSettings:
         """The calibration settings of ``model``'s data-driven variants."""
@@ -209,7 +214,7 @@ class Options:
             report_dir=Path(cwd, get("--glu-report")), plots=bool(get("--glu-plots")),
             verbose=option.get("verbose", 0) or 0,
             raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")},
-            calibration=_calibration_overrides(get))
+            calibration=_calibration_overrides(get), placement=read_placement(get, cwd))
 
 
 def add_ini(parser: pytest.Parser) -> None:
