@@ -196,8 +196,9 @@ class VariantCache:
         self._drop(base=True)
         weights = self._weights_for(name)
         device, dtype = self.device, self.dtype
-        if self.placement is not None:  # pruned on the CPU, then placed
-            device, dtype = "cpu", dtype or default_dtype(self.device)
+        if self.placement is not None:  # pruned on the CPU, then placed (bf16 for GPUs)
+            on_cpu = self.placement.gpus == ()  # caps that name no GPU
+            device, dtype = "cpu", dtype or default_dtype("cpu" if on_cpu else self.device)
         try:
             model, tok = load_model(name, weights=weights, dtype=dtype, device=device,
                                     num_layers=num_layers, model_dir=self.model_dir)
