@@ -32,7 +32,7 @@ PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """All 34 ``--glu-*`` options, in one group (each help ends with its default), and the
+    """All 35 ``--glu-*`` options, in one group (each help ends with its default), and the
     ini key of the kept models file."""
     add_ini(parser)
     group = parser.getgroup("glu-prune", "GLU width pruning suite")

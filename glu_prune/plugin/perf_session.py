@@ -247,6 +247,9 @@ def summary_lines(ctx: PerfContext) -> list[str]:
     weights = sorted({r["weights"] for r in ctx.records if r.get("weights")})
     lines = [f"device: {b.device.name} (driver {b.device.driver}), {s.dtype}; "
              f"weights: {', '.join(weights) or 'n/a'} (speed does not depend on weight values)"]
+    if s.placement is not None:
+        lines.append(f"placement: {s.placement.label} (accelerate device map; energy summed "
+                     f"over its GPUs)")
     if b.pinned:
         lines.append(f"pinned {b.pinned} value(s) into {b.path}: review the diff")
     elif b.data is None:

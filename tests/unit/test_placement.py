@@ -26,7 +26,7 @@ from glu_prune.performance.stats import Row
 from glu_prune.performance.timing import (decode, fixed_length_config, generate, prefill,
                                           random_prompt, start_decode)
 from glu_prune.plugin.options import check_options
-from glu_prune.plugin.perf_session import PerfContext
+from glu_prune.plugin.perf_session import PerfContext, summary_lines
 
 # The tiny model is ~5 MB in fp32 (embedding 0.7 MB tied, ~1 MB a layer): 4 MB of CPU
 # leaves its embedding and two layers on the CPU and offloads two layers and the norm.
@@ -204,6 +204,8 @@ def test_a_placed_run_is_never_compared_with_a_one_device_baseline(tmp_path):
     message = ctx.failure(record)
     assert message is not None and "placement None vs 'sequential cpu=4MB disk'" in message
     assert record["placement"] == "sequential cpu=4MB disk"
+    assert "placement: sequential cpu=4MB disk (accelerate device map; energy summed over its " \
+           "GPUs)" in summary_lines(ctx)
 
 
 @pytest.mark.parametrize("given,message", [
