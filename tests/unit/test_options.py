@@ -1,4 +1,5 @@
-"""The up-front option check: every --glu-* value is validated, each error is one line."""
+"""The options, parsed once: every --glu-* value is checked by its one parser, each error is
+one line, and the rest of the plugin reads the resulting ``Options``."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from glu_prune.judging import Tolerance
-from glu_prune.plugin.options import (FLAGS, BadOption, Options, check_options,
-                                      parse_ppl_tol)
+from glu_prune.plugin.options import BadOption, Options, parse_ppl_tol
 
 
-def run_check(tmp_path: Path, **given) -> None:
-    """check_options with ``given`` (``glu_z=-1.0`` style names) and nothing else set."""
+def run_check(tmp_path: Path, **given) -> Options:
+    """Options of ``given`` (``glu_z=-1.0`` style names), the rest at their defaults."""
     values = {f"--{k.replace('_', '-')}": v for k, v in given.items()}
-    check_options(values.get, tmp_path, tmp_path)
+    return Options.parse(values, tmp_path, tmp_path)
 
 
 # (option values as argparse hands them over, what the one line must say)
@@ -96,31 +96,14 @@ def test_calibration_options_reach_every_model_s_settings(tmp_path):
     text.write_text("some calibration text\n" * 50)
     values = {"--glu-calib-source": str(text), "--glu-calib-sequences": 4,
               "--glu-calib-length": 64, "--glu-calib-seed": 3}
-    opts = Options.parse(lambda name: values.get(name, DEFAULTS.get(name)), tmp_path, tmp_path, {})
+    opts = Options.parse(values, tmp_path, tmp_path)
     tiny, real = opts.calibration_for("tiny-llama"), opts.calibration_for("llama-3.2-1b-instruct")
     assert (tiny.n_sequences, tiny.seq_len, tiny.seed, tiny.batch_size) == (4, 64, 3, 8)
     assert tiny.source.tag == real.source.tag and real.chat_template and not tiny.chat_template
-    unset = Options.parse(lambda name: DEFAULTS.get(name), tmp_path, tmp_path, {})
+    unset = Options.parse({}, tmp_path, tmp_path)
     assert unset.calibration_for("tiny-llama").tag == "c-tinycorpus-n128-l256-b8-s0"
     assert unset.calibration_for("llama-3.2-1b").tag == "c-c4-n128-l2048-b8-s0"
 
-
-DEFAULTS = {"--glu-methods": "maw", "--glu-round-to": "1", "--glu-z": 2.0,
-            "--glu-report": "results", "--glu-perf-tolerance": 0.1, "--glu-batch-size": 1}
-
-
-def test_every_glu_option_is_checked_or_a_flag(pytestconfig, tmp_path):
-    """A new --glu-* option fails this test until options.py reads it (or lists it as a flag)."""
-    read: list[str] = []
-
-    def get(name: str):
-        read.append(name)
-        return None
-
-    check_options(get, tmp_path, tmp_path)
-    options = {k for k in vars(pytestconfig.option) if k.startswith("glu_")}
-    covered = {n.lstrip("-").replace("-", "_") for n in [*read, *FLAGS]}
-    assert options and options <= covered, sorted(options - covered)
 
 
 @pytest.mark.parametrize("option", ["glu_cache_dir", "glu_report"])
