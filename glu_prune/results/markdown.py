@@ -75,7 +75,7 @@ def skipped_line(run: dict[str, Any]) -> str:
     skipped = run.get("skipped") or []
     if not skipped:
         return ""
-    counts = reason_counts(_short(_generic_reason(s)) for s in skipped)
+    counts = reason_counts(_short(generic_reason(s)) for s in skipped)
     causes = [reason if len(counts) == 1 else f"{n} × {reason}" for reason, n in counts[:3]]
     if len(counts) > 3:
         causes.append(f"{len(counts) - 3} other reason(s), see below")
@@ -94,7 +94,7 @@ def _short(reason: str) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
-def _generic_reason(skip: dict[str, Any]) -> str:
+def generic_reason(skip: dict[str, Any]) -> str:
     """A skip's reason with its own variant and benchmark named generically, so the same
     cause over many tests reads as one line."""
     reason = str(skip.get("reason") or "skipped")
@@ -125,7 +125,7 @@ def not_run_lines(model: str, records: Sequence[Record], runs: Sequence[dict[str
         bench = str(skip.get("benchmark", ""))
         if skip.get("model") != model or (skip.get("variant"), family(bench)) in measured:
             continue
-        group = groups.setdefault(_generic_reason(skip), defaultdict(set))
+        group = groups.setdefault(generic_reason(skip), defaultdict(set))
         group["tests"].add(skip.get("test") or "?")
         group["benchmarks"].add(bench)
         level = _level_of(skip)

@@ -8,16 +8,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from glu_prune.core.loading import load_model
-from glu_prune.catalog.models import make_config
+from glu_prune.catalog.models import MODELS, make_config
+from glu_prune.catalog.sources import register, spec_from_source
 from glu_prune.performance.stats import (Call, Row, Speedup, median_interval, run_paired, spread,
                                          timing_stats)
 from glu_prune.plugin.perf_session import PerfContext, markdown_table, records_from_benchmark_json
 from glu_prune.performance.models import PerfModels
 from glu_prune.performance.settings import (PerfVariant, level_pairs, resolve_layers,
                                             resolve_settings)
-from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block_id,
+from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block,
+                                          mlp_block_id,
                                           prefill, random_prompt, start_decode)
 from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
 from glu_prune.evaluation import MetricValue
@@ -50,11 +53,10 @@ def test_depth_full_on_gpu_reduced_for_real_shapes_on_cpu():
     assert resolve_layers("llama-3.2-1b", None, "cuda") == 16
     assert resolve_layers("tiny-llama", None, "cpu") == 4
     assert resolve_layers("llama-3.2-1b", 40, "cpu") == 16  # capped at full depth
-    with pytest.raises(ValueError, match="--glu-perf-layers must be a positive integer, got 0"):
-        resolve_layers("llama-3.2-1b", 0, "cpu")
+    # --glu-perf-layers=0 is refused once, by the plugin's Options (tests/unit/test_options.py)
 
 
-def test_settings_defaults_and_bad_values():
+def test_settings_defaults_and_unknown_models():
     s = resolve_settings(device="cpu")
     assert (s.dtype, s.prompt_lens, s.new_tokens, s.rounds, s.warmup) == \
         ("float32", (128,), 4, 9, 1)  # 9 paired rounds: a 95 % interval of the median
@@ -66,12 +68,8 @@ def test_settings_defaults_and_bad_values():
     assert {v.layers for v in g.variants} == {16}
     assert resolve_settings(device="cpu", prompt_lens=[512, 2048]).prompt_lens_for(
         "tiny-llama") == (512,)  # tiny's positions stop at 1024
-    with pytest.raises(ValueError, match="--glu-perf-dtype must be a torch dtype name.*'fp8x'"):
-        resolve_settings(device="cpu", dtype="fp8x")
-    with pytest.raises(ValueError, match="--glu-new-tokens must be >= 2"):
-        resolve_settings(device="cpu", new_tokens=1)
-    with pytest.raises(ValueError, match="--glu-prompt-lens entries must be a positive"):
-        resolve_settings(device="cpu", prompt_lens=[0])
+    # bad dtypes, prompt lengths, token and round counts are refused once, by the plugin's
+    # Options, before these settings are made (tests/unit/test_options.py)
     with pytest.raises(KeyError, match="unknown model 'llama-9b'"):
         resolve_settings(device="cpu", models=["llama-9b"])
 
@@ -82,6 +80,23 @@ def test_mlp_block_ids_carry_slug_and_size():
         "llama-3.2-1b-maw-p0-i8192-T512", "llama-3.2-1b-maw-p10-i7373-T512",
         "llama-3.2-1b-maw-p10-r128-i7424-T512"]
     assert resolve_settings(device="cpu", models=["tiny-llama"]).mlp_blocks() == []
+
+
+def test_mlp_blocks_of_a_users_model_take_its_own_width(tmp_path, monkeypatch):
+    # a Qwen2.5-0.5B-shaped folder (config.json only): hidden 896, width 4864
+    (tmp_path / "my-qwen").mkdir()
+    (tmp_path / "my-qwen" / "config.json").write_text(json.dumps({
+        "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
+        "num_hidden_layers": 2, "num_attention_heads": 14, "num_key_value_heads": 2,
+        "vocab_size": 1000, "max_position_embeddings": 4096}))
+    monkeypatch.setattr(MODELS, "_items", dict(MODELS.items()))  # registration undone after
+    register(spec_from_source(str(tmp_path / "my-qwen")))
+    s = resolve_settings(device="cpu", models=["my-qwen"])
+    assert [mlp_block_id(v) for v in s.mlp_blocks()] == [
+        "my-qwen-maw-p0-i4864-T512", "my-qwen-maw-p10-i4378-T512",
+        "my-qwen-maw-p10-r128-i4352-T512"]
+    block = mlp_block("my-qwen", 4378, torch.float32, "cpu")
+    assert (block.gate_proj.out_features, block.down_proj.out_features) == (4378, 896)
 
 
 # ---------------------------------------------------------------- ideals
@@ -100,12 +115,24 @@ def test_ideal_speedups_follow_flops_and_weight_bytes():
     assert ideal_prefill_speedup(cfg, 8192, 8192, 128) == ideal_decode_speedup(cfg, 8192, 8192) == 1
 
 
-def test_efficiency_floor_only_for_the_aligned_1b_shape_at_40_on_gpu():
-    assert prefill_efficiency_floor(2048, 8192, 40, 128, 2048, "cuda") == 0.8
-    assert prefill_efficiency_floor(2048, 8192, 40, 1, 2048, "cuda") is None  # unaligned
-    assert prefill_efficiency_floor(2048, 8192, 40, 128, 2048, "cpu") is None
-    assert prefill_efficiency_floor(2048, 8192, 40, 128, 512, "cuda") is None  # launch-bound
-    assert prefill_efficiency_floor(3072, 8192, 40, 128, 2048, "cuda") is None
+@pytest.mark.parametrize(("hidden", "width"), [
+    (2048, 8192),  # llama-3.2-1b, where the floor was measured
+    (3072, 8192),  # llama-3.2-3b
+    (3584, 18944),  # qwen2.5-7b
+    (3072, 8192 * 2),  # phi-3-mini keeps 8192 per half of its fused gate_up; any width
+])
+def test_efficiency_floor_for_any_compute_bound_shape_aligned_at_40_on_gpu(hidden, width):
+    assert prefill_efficiency_floor(hidden, width, 40, 128, 2048, "cuda") == 0.8
+    assert prefill_efficiency_floor(hidden, width, 40, 1, 2048, "cuda") is None  # unaligned
+    assert prefill_efficiency_floor(hidden, width, 40, 128, 2048, "cpu") is None
+    assert prefill_efficiency_floor(hidden, width, 40, 128, 512, "cuda") is None  # launch-bound
+    assert prefill_efficiency_floor(hidden, width, 10, 128, 2048, "cuda") is None
+
+
+def test_efficiency_floor_not_for_shapes_too_small_to_be_compute_bound():
+    assert prefill_efficiency_floor(896, 4864, 40, 128, 2048, "cuda") is None  # qwen2.5-0.5b
+    assert prefill_efficiency_floor(128, 512, 40, 128, 2048, "cuda") is None  # tiny
+    assert prefill_efficiency_floor(2048, 3000, 40, 128, 2048, "cuda") is None  # already thin
 
 
 # ---------------------------------------------------------------- timed calls

@@ -25,7 +25,7 @@ from glu_prune.performance.settings import PerfVariant, resolve_settings
 from glu_prune.performance.stats import Row
 from glu_prune.performance.timing import (decode, fixed_length_config, generate, prefill,
                                           random_prompt, start_decode)
-from glu_prune.plugin.options import check_options
+from glu_prune.plugin.options import Options
 from glu_prune.plugin.perf_session import PerfContext, summary_lines
 
 # The tiny model is ~5 MB in fp32 (embedding 0.7 MB tied, ~1 MB a layer): 4 MB of CPU
@@ -230,8 +230,16 @@ def test_a_placed_run_is_never_compared_with_a_one_device_baseline(tmp_path):
 def test_bad_placement_option_is_one_line(tmp_path, given, message):
     (tmp_path / "afile").write_text("")
     with pytest.raises(ValueError, match=message) as err:
-        check_options(given.get, tmp_path, tmp_path)
+        Options.parse(given, tmp_path, tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_the_options_make_one_placement(tmp_path):
+    assert Options.parse({}, tmp_path, tmp_path).placement is None
+    opts = Options.parse({"--glu-device-map": "balanced", "--glu-max-memory": "cpu=2GiB",
+                          "--glu-offload-folder": "off"}, tmp_path, tmp_path)
+    assert opts.placement == Placement("balanced", (("cpu", "2GiB"),), str(tmp_path / "off"))
+    assert not (tmp_path / "off").exists()  # created when a model is offloaded, not before
 
 
 def test_max_memory_parses_as_accelerate_keys_it():
