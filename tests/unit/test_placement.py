@@ -14,7 +14,8 @@ import torch
 
 from glu_prune.catalog.benchmarks import get_benchmark
 from glu_prune.core.loading import load_model
-from glu_prune.core.placement import Placement, PlacementError, parse_max_memory, place
+from glu_prune.core.placement import (Placement, PlacementError, parse_max_memory, place,
+                                      placed_gpus)
 from glu_prune.core.prune import prune_glu_mlp
 from glu_prune.core.variants import VariantCache, VariantId
 from glu_prune.evaluation import EvalSettings, evaluate_variant, model_identity
@@ -249,3 +250,11 @@ def test_max_memory_parses_as_accelerate_keys_it():
     assert placement.memory == {0: 70 * 2**30, 1: 70 * 2**30, "cpu": 200 * 2**30}
     assert placement.gpus == (0, 1) and Placement().gpus is None
     assert Placement("auto", (("cpu", "1GB"),)).gpus == ()
+
+
+def test_the_timers_sync_every_gpu_of_the_map():
+    """``synchronize_model`` syncs these: every GPU however the map names it, no CPU/disk."""
+    placed = SimpleNamespace(hf_device_map={"embed": 0, "layers.0": "cuda:1", "layers.1": "cpu",
+                                            "layers.2": "disk", "norm": torch.device("cuda", 3)})
+    assert placed_gpus(placed) == (0, 1, 3)
+    assert placed_gpus(SimpleNamespace()) == ()  # an unplaced model: the input's device only
