@@ -438,6 +438,18 @@ def _run(pytester, *args, k="p0 or p40-L or p40]"):
         "--glu-perf-rounds", "1", "--glu-report", "out", "-k", k, "-rsf", *args)
 
 
+def test_efficiency_floor_is_asserted_without_a_speed_baseline(suite, monkeypatch):
+    # The floor is a rule of its own: a missing baseline (a skip) must not hide it. On CPU
+    # the real rule holds nothing, so hold every variant to an impossible 100x of ideal.
+    import glu_prune.judging
+    monkeypatch.setattr(glu_prune.judging, "prefill_efficiency_floor",
+                        lambda *args: None if args[2] == 0 else 100.0)
+    res = _run(suite, "test_copy_latency.py", k="ttft and p40-L")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*tiny-llama-maw-p40 prefill@128: speedup * of the FLOP-ideal "
+                              "*, below 100.0*"])
+
+
 def test_latency_suite_records_pins_and_catches_a_regression(suite):
     res = _run(suite, "test_copy_latency.py", "--benchmark-json", "bench.json")
     res.assert_outcomes(skipped=6)  # measured and recorded, but no baseline: never a pass
