@@ -25,6 +25,7 @@ from glu_prune.core.calibration_data import CalibrationFlag, calibration_overrid
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.judging import DeviceInfo, Tolerance
+from glu_prune.plugin.shape_options import check_shape_options
 
 Get = Callable[[str], Any]  # option name -> value (None: not given)
 
@@ -92,6 +93,7 @@ def check_options(get: Get, rootdir: Path, cwd: Path) -> list[str]:
     user = check_sources(get, cwd)
     models = check_models(get("--glu-models"), user)
     check_methods(get("--glu-methods"))
+    check_shape_options(get)
     check_calibration(get)
     check_levels(get("--glu-levels"), models)
     _int_list("--glu-round-to", get("--glu-round-to"), 1)

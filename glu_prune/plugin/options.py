@@ -21,6 +21,7 @@ from glu_prune.evaluation import EvalSettings
 from glu_prune.judging import UPDATE_FLAG, Tolerance
 from glu_prune.plugin.checks import (FLAGS, BadOption, Get, calib_option, check_options,
                                      parse_list, parse_ppl_tol, selected_models)
+from glu_prune.plugin.shape_options import add_shape_options
 from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 
 __all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
@@ -30,7 +31,7 @@ PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """All 31 ``--glu-*`` options, in one group (each help ends with its default), and the
+    """All 33 ``--glu-*`` options, in one group (each help ends with its default), and the
     ini key of the kept models file."""
     add_ini(parser)
     group = parser.getgroup("glu-prune", "GLU width pruning suite")
@@ -61,6 +62,7 @@ def _what_to_run(group: Any) -> None:
                     help=f"comma list of importance methods: {', '.join(known_methods())}; "
                          f"act, wanda_sp, flap and maw_hybrid score by activations on "
                          f"calibration data, see --glu-calib-* (default: maw)")
+    add_shape_options(group)
     group.addoption("--glu-levels", default=None,
                     help="comma list of pruning percentages (default: each model's levels)")
     group.addoption("--glu-round-to", default="1",

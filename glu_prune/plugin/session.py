@@ -24,6 +24,7 @@ from glu_prune.plugin.gpus import pin_worker
 from glu_prune.plugin.options import Options
 from glu_prune.plugin.perf import PerfSuite
 from glu_prune.plugin.results import ResultsCollector
+from glu_prune.plugin.shape_options import ShapeChoice
 from glu_prune.plugin.unmeasured import unmeasured
 from glu_prune.plugin.variants import (BUILD_KEY, BuildCounter, LoadgroupGuard,
                                        all_model_names, parametrize)
@@ -71,6 +72,8 @@ class GluSession:
         try:
             variants = select_variants(opts.models or all_model_names(), opts.methods,
                                        opts.levels, opts.round_tos, opts.calibration_for)
+            variants = ShapeChoice.read(config.getoption).expand(variants,
+                                                                 opts.calibration_for)
         except (KeyError, ValueError) as exc:
             raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
         return cls(config, opts, variants)
