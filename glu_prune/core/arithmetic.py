@@ -11,7 +11,7 @@ import numbers
 from typing import Any, Iterable
 
 from glu_prune.catalog.families import family_of
-from glu_prune.core.mlps import down_linear, glu_mlps, width_of
+from glu_prune.core.mlps import down_linear, glu_mlps, layer_widths, width_of
 
 
 # ---------------------------------------------------------------- kept count
@@ -110,11 +110,14 @@ def _meta_counts(config_json: str) -> tuple[int, int, float]:
 def config_param_count(config: Any, intermediate_size: int | None = None) -> int:
     """Total parameters of a config of any supported family (tied embeddings counted
     once), exact: the model is built once on the ``meta`` device and counted, and every
-    layer's MLP loses ``intermediate_size`` - width neurons' rows and columns."""
+    layer's MLP loses ``intermediate_size`` - width neurons' rows and columns. Without
+    ``intermediate_size``, the config's own widths (per layer, when they differ)."""
     fam = family_of(config)
     total, layers, per_neuron = _meta_counts(config.to_json_string(use_diff=False))
     n = fam.width(config)
-    i = n if intermediate_size is None else intermediate_size
+    widths = layer_widths(config)
+    own = n if widths is None else sum(widths) / len(widths)  # parameters are linear in k
+    i = own if intermediate_size is None else intermediate_size
     return int(round(total - layers * (n - i) * per_neuron))
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from glu_prune.catalog.families import family_of
 from glu_prune.catalog.registry import Registry
-from glu_prune.core.mlps import decoder_layers
+from glu_prune.core.mlps import check_layer_indices, decoder_layers
 
 LOG = logging.getLogger(__name__)
 
@@ -39,17 +39,7 @@ _LAYER_COUNT_FIELDS = ("max_window_layers",)
 def check_removal(removed: Sequence[int], num_layers: int) -> list[int]:
     """``removed`` as a sorted list; one-line ``ValueError`` when it is empty, removes every
     layer, repeats an index or names one outside ``0..num_layers-1``."""
-    items = list(removed)
-    if not items:
-        raise ValueError("no layers to remove: give at least one layer index")
-    bad = [i for i in items if isinstance(i, bool) or not isinstance(i, int)
-           or not 0 <= i < num_layers]
-    if bad:
-        raise ValueError(f"layer index {bad[0]!r} out of range: the model has {num_layers} "
-                         f"layers (valid 0..{num_layers - 1})")
-    dups = sorted({i for i in items if items.count(i) > 1})
-    if dups:
-        raise ValueError(f"duplicate layer indices {dups}: name each layer once")
+    items = check_layer_indices(removed, num_layers, "remove")
     if len(set(items)) >= num_layers:
         raise ValueError(f"cannot remove all {num_layers} layers: keep at least one")
     return sorted(items)

@@ -13,6 +13,7 @@ from typing import Any
 
 from glu_prune.catalog.families import set_depth
 from glu_prune.catalog.models import ARCHITECTURE_KEYS, ModelSpec, get_model_spec, make_config
+from glu_prune.core.nonuniform import load_pruned
 
 LOG = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def _offline_source(spec: ModelSpec, source: str) -> str:
 
 
 def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | None):
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     source = _offline_source(spec, source)
     try:
@@ -174,7 +175,7 @@ def _pretrained_model(spec: ModelSpec, source: str, dtype, num_layers: int | Non
         check_architecture(config, spec, source=source)
         if num_layers is not None:
             set_depth(config, num_layers)
-        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype)
+        model = load_pruned(source, config=config, dtype=dtype)  # per-layer widths too
     except ArchitectureMismatch:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors' errors are no OSError

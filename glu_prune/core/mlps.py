@@ -112,6 +112,46 @@ def row_index(mlp: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return idx
 
 
+# The config field of a model whose layers keep different widths (glu-prune's non-uniform
+# pruning): one entry per decoder layer. The family's width field then holds the widest
+# layer's size, so a plain ``from_pretrained`` meets the narrower layers' weights with a
+# size mismatch and refuses, instead of loading them re-initialised.
+LAYER_WIDTHS_FIELD = "glu_prune_layer_widths"
+
+
+def layer_widths(config: Any) -> list[int] | None:
+    """Every layer's MLP width when the config records unequal ones, else None."""
+    widths = getattr(config, LAYER_WIDTHS_FIELD, None)
+    return None if widths is None else [int(w) for w in widths]
+
+
+def set_layer_widths(config: Any, widths: list[int]) -> None:
+    """Record per-layer MLP widths in ``config``: equal ones as the family's width field
+    alone, unequal ones as the widest in that field plus :data:`LAYER_WIDTHS_FIELD`."""
+    setattr(config, family_of(config).width_field, max(widths))
+    if len(set(widths)) > 1:
+        setattr(config, LAYER_WIDTHS_FIELD, list(widths))
+    elif hasattr(config, LAYER_WIDTHS_FIELD):
+        delattr(config, LAYER_WIDTHS_FIELD)
+
+
+def check_layer_indices(layers: Any, num_layers: int, verb: str = "prune") -> list[int]:
+    """``layers`` sorted; one-line ``ValueError`` when empty, out of range or repeated
+    (``verb``: what is done to them, for the message)."""
+    items = list(layers)
+    if not items:
+        raise ValueError(f"no layers to {verb}: give at least one layer index")
+    bad = [i for i in items if isinstance(i, bool) or not isinstance(i, int)
+           or not 0 <= i < num_layers]
+    if bad:
+        raise ValueError(f"layer index {bad[0]!r} out of range: the model has {num_layers} "
+                         f"layers (valid 0..{num_layers - 1})")
+    dups = sorted({i for i in items if items.count(i) > 1})
+    if dups:
+        raise ValueError(f"duplicate layer indices {dups}: name each layer once")
+    return sorted(items)
+
+
 def intermediate_size_of(mlps: list[nn.Module]) -> int:
     """The common intermediate size of ``mlps``; mixed sizes are an error."""
     sizes = [width_of(m) for m in mlps]

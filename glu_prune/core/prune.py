@@ -21,17 +21,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from glu_prune.catalog.families import family_of
 from glu_prune.core.arithmetic import kept_count, pct_of
 from glu_prune.core.calibration import LayerStats
 from glu_prune.core.compensate import add_bias_compensation, check_bias_expressible
 from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, get_scorer,
                                        needs_calibration, score)
 from glu_prune.core.mlps import (down_linear, glu_mlps, intermediate_size_of, row_index,
-                                 row_linears, width_of)
+                                 row_linears, set_layer_widths, width_of)
 
-__all__ = ["PruneReport", "count_params", "glu_mlps", "intermediate_size_of",
-           "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
+__all__ = ["PruneReport", "apply_kept", "count_params", "glu_mlps", "intermediate_size_of",
+           "layer_scores", "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
 
 LOG = logging.getLogger(__name__)
 
@@ -110,6 +109,9 @@ class PruneReport:
     compensated: bool = False
     # the calibration data's CalibrationSettings.tag (None: weight-only, or bare batches)
     calibration: str | None = None
+    # every layer's kept width when they differ (then intermediate_size_after is their
+    # rounded mean and pct the share of all neurons removed); None when uniform
+    layer_widths: list[int] | None = None
 
     @property
     def expansion_ratio_before(self) -> float:
@@ -129,7 +131,8 @@ class PruneReport:
         if not with_indices:
             d.pop("kept_indices")
         # weight-only reports read as they did before these fields existed
-        for key, default in (("compensated", False), ("calibration", None)):
+        for key, default in (("compensated", False), ("calibration", None),
+                             ("layer_widths", None)):
             if d[key] == default:
                 d.pop(key)
         d.update(expansion_ratio_before=self.expansion_ratio_before,
@@ -182,11 +185,10 @@ def _check_stats(method: str, stats: Sequence[LayerStats] | None, mlps: list[nn.
                              f"recalibrate")
 
 
-def plan_pruning(model: nn.Module, *, pct: float | None = None,
-                 expansion_ratio: float | None = None, method: str = "maw",
-                 round_to: int = 1, seed: int = 0, stats: Sequence[LayerStats] | None = None,
+def layer_scores(model: nn.Module, method: str = "maw", *, seed: int = 0,
+                 stats: Sequence[LayerStats] | None = None,
                  ) -> tuple[list[nn.Module], list[torch.Tensor]]:
-    """Validate and choose kept indices per layer without touching the model.
+    """Validate, then score every GLU layer's neurons (one score per neuron, per layer).
 
     ``stats``: one :class:`LayerStats` per GLU layer, required by calibration-based methods
     and refused by weight-only ones.
@@ -195,17 +197,33 @@ def plan_pruning(model: nn.Module, *, pct: float | None = None,
     if method in BIAS_COMPENSATED:
         check_bias_expressible(model.config)
     mlps = glu_mlps(model)
+    _check_stats(method, stats, mlps, intermediate_size_of(mlps))
+    per_layer = stats if stats is not None else [None] * len(mlps)
+    return mlps, [score(m, method, layer=i, seed=seed, stats=s)
+                  for i, (m, s) in enumerate(zip(mlps, per_layer))]
+
+
+def layer_names(model: nn.Module, mlps: Sequence[nn.Module], method: str) -> list[str]:
+    """``layer i (model.layers.i.mlp), method`` per MLP: what selection errors name."""
+    names = {id(m): name for name, m in model.named_modules()}
+    return [f"layer {i} ({names.get(id(m), '?')}), {method}" for i, m in enumerate(mlps)]
+
+
+def plan_pruning(model: nn.Module, *, pct: float | None = None,
+                 expansion_ratio: float | None = None, method: str = "maw",
+                 round_to: int = 1, seed: int = 0, stats: Sequence[LayerStats] | None = None,
+                 ) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """Validate and choose kept indices per layer (the same count everywhere) without
+    touching the model."""
+    get_scorer(method)
+    mlps = glu_mlps(model)
     n = intermediate_size_of(mlps)
-    _check_stats(method, stats, mlps, n)
     hidden = getattr(model.config, "hidden_size", down_linear(mlps[0]).out_features)
     k = kept_count(n, pct=pct, expansion_ratio=expansion_ratio, hidden_size=hidden,
-                   round_to=round_to)
-    names = {id(m): name for name, m in model.named_modules()}  # errors name the layer
-    per_layer = stats if stats is not None else [None] * len(mlps)
-    kept = [select_kept(score(m, method, layer=i, seed=seed, stats=s), k,
-                        name=f"layer {i} ({names.get(id(m), '?')}), {method}")
-            for i, (m, s) in enumerate(zip(mlps, per_layer))]
-    return mlps, kept
+                   round_to=round_to)  # a bad level fails before scoring
+    mlps, scores = layer_scores(model, method, seed=seed, stats=stats)
+    return mlps, [select_kept(s, k, name=name)
+                  for s, name in zip(scores, layer_names(model, mlps, method))]
 
 
 def _calibration_tag(stats: Sequence[LayerStats] | None) -> str | None:
@@ -230,25 +248,40 @@ def prune_glu_mlp(model: nn.Module, *, pct: float | None = None,
     """
     mlps, kept = plan_pruning(model, pct=pct, expansion_ratio=expansion_ratio, method=method,
                               round_to=round_to, seed=seed, stats=stats)
-    n, k = width_of(mlps[0]), len(kept[0])
+    return apply_kept(model, mlps, kept, method=method, round_to=round_to, seed=seed,
+                      stats=stats)
+
+
+def apply_kept(model: nn.Module, mlps: list[nn.Module], kept: Sequence[torch.Tensor], *,
+               method: str, round_to: int = 1, seed: int = 0,
+               stats: Sequence[LayerStats] | None = None) -> PruneReport:
+    """Keep neurons ``kept[i]`` of layer ``i`` (compensating first for ``flap``), set the
+    config's width, and report. Equal counts set the family's width field; unequal ones
+    leave it at the widest layer's size and record every layer's width in
+    :data:`LAYER_WIDTHS_FIELD` (see :mod:`glu_prune.core.nonuniform`)."""
+    n = width_of(mlps[0])
+    widths = [len(idx) for idx in kept]
     hidden = getattr(model.config, "hidden_size", down_linear(mlps[0]).out_features)
     total_before, mlp_before = count_params(model), _mlp_params(mlps)
     # nothing removed, nothing to stand in for: no bias (the architecture stays as it was)
-    compensated = method in BIAS_COMPENSATED and k < n
+    compensated = method in BIAS_COMPENSATED and sum(widths) < n * len(mlps)
     if compensated:
         add_bias_compensation(model, kept, [s.mean for s in stats])
-    if k < n:
-        for mlp, idx in zip(mlps, kept):
+    for mlp, idx in zip(mlps, kept):
+        if len(idx) < n:
             slice_mlp(mlp, idx)
-        setattr(model.config, family_of(model.config).width_field, k)
-    report = PruneReport(method=method, pct=pct_of(n, k), intermediate_size_before=n,
-                         intermediate_size_after=k, hidden_size=hidden,
-                         total_params_before=total_before, total_params_after=count_params(model),
-                         mlp_params_before=mlp_before, mlp_params_after=_mlp_params(mlps),
-                         round_to=round_to, seed=seed,
+    uniform = len(set(widths)) == 1
+    set_layer_widths(model.config, widths)
+    k = widths[0] if uniform else round(sum(widths) / len(widths))
+    report = PruneReport(method=method, pct=pct_of(n * len(widths), sum(widths)),
+                         intermediate_size_before=n, intermediate_size_after=k,
+                         hidden_size=hidden, total_params_before=total_before,
+                         total_params_after=count_params(model), mlp_params_before=mlp_before,
+                         mlp_params_after=_mlp_params(mlps), round_to=round_to, seed=seed,
                          kept_indices=[idx.tolist() for idx in kept], compensated=compensated,
-                         calibration=_calibration_tag(stats))
-    LOG.info("pruned %d layers with %s%s: intermediate %d -> %d (%.2f%% of parameters removed)",
-             len(mlps), method, " (bias-compensated)" if compensated else "", n, k,
-             report.params_removed_pct)
+                         calibration=_calibration_tag(stats),
+                         layer_widths=None if uniform else widths)
+    LOG.info("pruned %d layers with %s%s: intermediate %d -> %s (%.2f%% of parameters removed)",
+             len(mlps), method, " (bias-compensated)" if compensated else "", n,
+             k if uniform else f"{min(widths)}..{max(widths)}", report.params_removed_pct)
     return report

@@ -16,6 +16,7 @@ from glu_prune.catalog.families import Family, UnsupportedFamily, family_of
 from glu_prune.catalog.models import MODELS
 from glu_prune.catalog.sources import BadSource, is_hub_id, read_source_config, source_name
 from glu_prune.core.loading import default_dtype, hub_offline, hub_reachable, load_model
+from glu_prune.core.nonuniform import load_pruned
 
 LOG = logging.getLogger(__name__)
 
@@ -101,8 +102,7 @@ def load_source(source: Source, *, weights: str = "auto", dtype=None,
         model = AutoModelForCausalLM.from_config(source.config, dtype=dtype)
         return model.eval().to(device), None
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.location, config=source.config,
-                                                     dtype=dtype)
+        model = load_pruned(source.location, config=source.config, dtype=dtype)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BadSource(f"model source {source.location!r}: its weights cannot be loaded "

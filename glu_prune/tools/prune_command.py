@@ -19,6 +19,7 @@ from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationFlag,
                                               calibration_overrides, settings_for)
 from glu_prune.core.depth import DATA_METHODS, LAYER_METHODS, prune_depth
 from glu_prune.core.importance import known_methods, needs_calibration
+from glu_prune.core.nonuniform import prune_global, prune_selective
 from glu_prune.core.prune import PruneReport, prune_glu_mlp
 from glu_prune.core.saving import check_out_dir, write_folder_atomically
 from glu_prune.core.sources import Source, load_named, user_source
@@ -59,6 +60,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return _cmd_prune_depth(args, out, source)
     args.method = args.method or "maw"  # a layer method here fails as an unknown scorer
     check_prune_level(args, *(source.shape() if source else ()))
+    width_shape(args)  # shape options checked before the model loads
+    if args.layers is not None:
+        parse_layers(args.layers, "--layers")
     calibration = calibration_settings(args)  # checked before the model loads
     if args.stream:
         return _stream(args, out, source, calibration)
@@ -67,16 +71,42 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                       model_dir=args.model_dir, seed=args.seed)
     stats = None if calibration is None else calibrate(model, tok, calibration,
                                                       progress=args.verbose)
-    report = prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio,
-                           method=args.method, round_to=args.round_to, seed=args.seed,
-                           stats=stats)
-
+    report = _prune_width(args, model, stats)
     _save(args, out, model, tok, {"model": name, "weights": args.weights,
-                                  **report_fields(args, report)})
+                                  "shape": width_shape(args), **report_fields(args, report)})
+    after = (report.intermediate_size_after if report.layer_widths is None else
+             f"{min(report.layer_widths)}..{max(report.layer_widths)} per layer "
+             f"(load it with glu_prune.load_pruned)")
     sys.stdout.write(f"saved {name} pruned with {report.method}: intermediate "
-                     f"{report.intermediate_size_before} -> {report.intermediate_size_after}, "
+                     f"{report.intermediate_size_before} -> {after}, "
                      f"{report.params_removed_pct:.2f}% of parameters removed -> {out}\n")
     return 0
+
+
+def width_shape(args: argparse.Namespace) -> str:
+    """``uniform``, ``selective`` (``--layers``) or ``global`` (``--global``); a shape's
+    options given with another (or with options it cannot use) are an error."""
+    shape = "global" if args.global_ else "selective" if args.layers is not None else "uniform"
+    if args.global_ and args.layers is not None:
+        raise ValueError("--global allocates over all layers; drop --layers (or --global)")
+    if args.min_width is not None and shape != "global":
+        raise ValueError("--min-width is the floor of --global allocation; add --global")
+    if shape != "uniform" and (args.pct is None or args.stream):
+        raise ValueError(f"--{'global' if args.global_ else 'layers'} takes --pct (not "
+                         f"--expansion-ratio) and prunes in memory (not --stream)")
+    return shape
+
+
+def _prune_width(args: argparse.Namespace, model: Any, stats: Any) -> PruneReport:
+    """Prune ``model`` in the shape ``args`` ask for (validated by :func:`width_shape`)."""
+    common = {"method": args.method, "round_to": args.round_to, "seed": args.seed,
+              "stats": stats}
+    if args.global_:
+        return prune_global(model, pct=args.pct, min_width=args.min_width, **common)
+    if args.layers is not None:
+        return prune_selective(model, pct=args.pct,
+                               layers=parse_layers(args.layers, "--layers"), **common)
+    return prune_glu_mlp(model, pct=args.pct, expansion_ratio=args.expansion_ratio, **common)
 
 
 def _save(args: argparse.Namespace, out: Path, model: Any, tok: Any,
@@ -163,7 +193,11 @@ def _cmd_prune_depth(args: argparse.Namespace, out: Path, source: Source | None)
     if method not in LAYER_METHODS:
         raise ValueError(f"--method {method!r} is not a layer method; with --depth: "
                          f"{', '.join(LAYER_METHODS)}")
-    removed = None if args.remove_layers is None else parse_layers(args.remove_layers)
+    if args.global_ or args.layers is not None or args.min_width is not None:
+        raise ValueError("--global, --layers and --min-width shape width pruning (--pct); "
+                         "drop them with --depth / --remove-layers")
+    removed = None if args.remove_layers is None else parse_layers(args.remove_layers,
+                                                                    "--remove-layers")
     with quiet_libraries(verbose=args.verbose):
         name, model, tok = load_named(args.model, source, weights=args.weights,
                                       model_dir=args.model_dir, seed=args.seed)
@@ -180,12 +214,13 @@ def _cmd_prune_depth(args: argparse.Namespace, out: Path, source: Source | None)
     return 0
 
 
-def parse_layers(text: str) -> list[int]:
-    """``--remove-layers 3,5``: layer indices; the error names the part that is not one."""
+def parse_layers(text: str, option: str) -> list[int]:
+    """``--remove-layers 3,5`` / ``--layers 0,2``: layer indices; the error names the
+    option and the text that is not a list of them."""
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise ValueError(f"--remove-layers {text!r}: give comma-separated layer indices, "
+        raise ValueError(f"{option} {text!r}: give comma-separated layer indices, "
                          f"e.g. 3,5") from None
 
 
@@ -207,6 +242,16 @@ def add_prune(sub: argparse._SubParsersAction, add_model: Any) -> None:
     for flag in CALIBRATION_FLAGS:  # the plugin's --glu-calib-* options, one definition
         p.add_argument(calib_option(flag), dest=f"calib_{flag.field}", default=None,
                        type=None if flag.minimum is None else int, help=flag.help)
+    p.add_argument("--layers", default=None,
+                   help="with --pct: prune only these decoder layers (comma list, e.g. 0,2); "
+                        "the others keep every neuron")
+    p.add_argument("--global", dest="global_", action="store_true",
+                   help="with --pct: one threshold over all layers' standardised scores picks "
+                        "per-layer widths, keeping as many neurons in all as uniform pruning "
+                        "(load the result with glu_prune.load_pruned) (default: off)")
+    p.add_argument("--min-width", type=int, default=None,
+                   help="with --global: fewest neurons any layer keeps (default: a tenth "
+                        "of the layer)")
     p.add_argument("--round-to", type=int, default=1, help="round kept size (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random method (default: 0)")
     p.add_argument("--weights", default="auto", choices=["auto", "random"],

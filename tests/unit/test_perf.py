@@ -8,16 +8,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from glu_prune.core.loading import load_model
-from glu_prune.catalog.models import make_config
+from glu_prune.catalog.models import MODELS, make_config
+from glu_prune.catalog.sources import register, spec_from_source
 from glu_prune.performance.stats import (Call, Row, Speedup, median_interval, run_paired, spread,
                                          timing_stats)
 from glu_prune.plugin.perf_session import PerfContext, markdown_table, records_from_benchmark_json
 from glu_prune.performance.models import PerfModels
 from glu_prune.performance.settings import (PerfVariant, level_pairs, resolve_layers,
                                             resolve_settings)
-from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block_id,
+from glu_prune.performance.timing import (decode, fixed_length_config, generate, mlp_block,
+                                          mlp_block_id,
                                           prefill, random_prompt, start_decode)
 from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
 from glu_prune.evaluation import MetricValue
@@ -84,6 +87,23 @@ def test_mlp_block_ids_carry_slug_and_size():
     assert resolve_settings(device="cpu", models=["tiny-llama"]).mlp_blocks() == []
 
 
+def test_mlp_blocks_of_a_users_model_take_its_own_width(tmp_path, monkeypatch):
+    # a Qwen2.5-0.5B-shaped folder (config.json only): hidden 896, width 4864
+    (tmp_path / "my-qwen").mkdir()
+    (tmp_path / "my-qwen" / "config.json").write_text(json.dumps({
+        "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
+        "num_hidden_layers": 2, "num_attention_heads": 14, "num_key_value_heads": 2,
+        "vocab_size": 1000, "max_position_embeddings": 4096}))
+    monkeypatch.setattr(MODELS, "_items", dict(MODELS.items()))  # registration undone after
+    register(spec_from_source(str(tmp_path / "my-qwen")))
+    s = resolve_settings(device="cpu", models=["my-qwen"])
+    assert [mlp_block_id(v) for v in s.mlp_blocks()] == [
+        "my-qwen-maw-p0-i4864-T512", "my-qwen-maw-p10-i4378-T512",
+        "my-qwen-maw-p10-r128-i4352-T512"]
+    block = mlp_block("my-qwen", 4378, torch.float32, "cpu")
+    assert (block.gate_proj.out_features, block.down_proj.out_features) == (4378, 896)
+
+
 # ---------------------------------------------------------------- ideals
 
 
@@ -100,12 +120,24 @@ def test_ideal_speedups_follow_flops_and_weight_bytes():
     assert ideal_prefill_speedup(cfg, 8192, 8192, 128) == ideal_decode_speedup(cfg, 8192, 8192) == 1
 
 
-def test_efficiency_floor_only_for_the_aligned_1b_shape_at_40_on_gpu():
-    assert prefill_efficiency_floor(2048, 8192, 40, 128, 2048, "cuda") == 0.8
-    assert prefill_efficiency_floor(2048, 8192, 40, 1, 2048, "cuda") is None  # unaligned
-    assert prefill_efficiency_floor(2048, 8192, 40, 128, 2048, "cpu") is None
-    assert prefill_efficiency_floor(2048, 8192, 40, 128, 512, "cuda") is None  # launch-bound
-    assert prefill_efficiency_floor(3072, 8192, 40, 128, 2048, "cuda") is None
+@pytest.mark.parametrize(("hidden", "width"), [
+    (2048, 8192),  # llama-3.2-1b, where the floor was measured
+    (3072, 8192),  # llama-3.2-3b
+    (3584, 18944),  # qwen2.5-7b
+    (3072, 8192 * 2),  # phi-3-mini keeps 8192 per half of its fused gate_up; any width
+])
+def test_efficiency_floor_for_any_compute_bound_shape_aligned_at_40_on_gpu(hidden, width):
+    assert prefill_efficiency_floor(hidden, width, 40, 128, 2048, "cuda") == 0.8
+    assert prefill_efficiency_floor(hidden, width, 40, 1, 2048, "cuda") is None  # unaligned
+    assert prefill_efficiency_floor(hidden, width, 40, 128, 2048, "cpu") is None
+    assert prefill_efficiency_floor(hidden, width, 40, 128, 512, "cuda") is None  # launch-bound
+    assert prefill_efficiency_floor(hidden, width, 10, 128, 2048, "cuda") is None
+
+
+def test_efficiency_floor_not_for_shapes_too_small_to_be_compute_bound():
+    assert prefill_efficiency_floor(896, 4864, 40, 128, 2048, "cuda") is None  # qwen2.5-0.5b
+    assert prefill_efficiency_floor(128, 512, 40, 128, 2048, "cuda") is None  # tiny
+    assert prefill_efficiency_floor(2048, 3000, 40, 128, 2048, "cuda") is None  # already thin
 
 
 # ---------------------------------------------------------------- timed calls
