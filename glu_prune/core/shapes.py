@@ -4,8 +4,8 @@ copy of the base model into a variant of ``VariantId.shape`` and returning its r
 - ``width``: the same neurons kept in every layer (:func:`glu_prune.core.prune.prune_glu_mlp`).
 - ``depth``: whole decoder layers removed (:func:`glu_prune.core.depth.prune_depth`); the
   report is a :class:`DepthReport`, which also names the removed layers.
-- ``global``: widths allocated over all layers, the same total as ``width`` at the level
-  (registered where its pruning call lives, see :func:`register_shape`).
+- ``global``: widths allocated over all layers by one threshold, the same total as
+  ``width`` at the level (:func:`glu_prune.core.nonuniform.prune_global`).
 
 Builders take the data they may need lazily (:class:`ShapeInputs`), so a weight-only
 variant never collects calibration statistics.
@@ -23,6 +23,7 @@ from glu_prune.core.calibration import LayerStats
 from glu_prune.core.depth import DATA_METHODS, LAYER_METHODS, prune_depth
 from glu_prune.core.importance import get_scorer, needs_calibration
 from glu_prune.core.mlps import down_linear, glu_mlps
+from glu_prune.core.nonuniform import prune_global
 from glu_prune.core.prune import PruneReport, count_params, intermediate_size_of, prune_glu_mlp
 
 if TYPE_CHECKING:
@@ -79,18 +80,19 @@ def _depth(model: Any, vid: VariantId, inputs: ShapeInputs) -> DepthReport:
         layers_after=done["layers_after"], removed_layers=list(done["removed_layers"]))
 
 
+def _global(model: Any, vid: VariantId, inputs: ShapeInputs) -> PruneReport:
+    stats = inputs.stats() if needs_calibration(vid.method) else None
+    return prune_global(model, pct=vid.pct, method=vid.method, round_to=vid.round_to,
+                        stats=stats)
+
+
 def count_params_of(modules: Sequence[torch.nn.Module]) -> int:
     """Unique parameters of ``modules`` together."""
     return sum(count_params(m) for m in modules)
 
 
-SHAPE_BUILDERS: Registry[Builder] = Registry("pruning shape", (("width", _width),
-                                                               ("depth", _depth)))
-
-
-def register_shape(name: str, builder: Builder) -> None:
-    """Add the builder of shape ``name`` (the global-width one, from its own module)."""
-    SHAPE_BUILDERS.register(name, builder)
+SHAPE_BUILDERS: Registry[Builder] = Registry("pruning shape", (
+    ("width", _width), ("depth", _depth), ("global", _global)))
 
 
 def build_shape(model: Any, vid: VariantId, inputs: ShapeInputs) -> PruneReport:

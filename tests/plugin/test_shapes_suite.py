@@ -33,7 +33,8 @@ def _ids(proc: subprocess.CompletedProcess) -> list[str]:
             if line.startswith("tests/suite/")]
 
 
-def test_k_depth_selects_the_depth_variants_and_the_default_run_is_unchanged(tmp_path):
+def test_k_depth_and_k_global_select_their_variants_and_the_default_run_is_unchanged(
+        tmp_path):
     report = f"--glu-report={tmp_path}"
     default = _ids(_pytest("--collect-only", report))
     assert default == [f"tiny-llama-maw-{lv}-{b}" for lv in ("p0", "p40")
@@ -46,6 +47,8 @@ def test_k_depth_selects_the_depth_variants_and_the_default_run_is_unchanged(tmp
                      for b in ("wikitext", "lambada_openai")]
     everything = _ids(_pytest("--collect-only", report, *shapes))
     assert everything == default + depth  # level 0 first, then width, then depth
+    global_ = _ids(_pytest("--collect-only", report, "--glu-shapes=global", "-k", "global"))
+    assert global_ == [f"tiny-llama-maw-global-p40-{b}" for b in ("wikitext", "lambada_openai")]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -91,11 +91,14 @@ def _global_counts(variant) -> None:
     hence exactly its parameter count."""
     config = make_config(variant.id.model)
     widths = [width_of(m) for m in glu_mlps(variant.model)]
-    assert widths == list(variant.report.layer_widths)
     k = kept_count(config.intermediate_size, pct=variant.pct, round_to=variant.round_to)
+    # a report names per-layer widths only when they differ (an allocation may be uniform)
+    assert widths == (variant.report.layer_widths or [k] * len(widths))
     assert sum(widths) == k * config.num_hidden_layers
-    assert count_params(variant.model) == width_param_count(config, variant.pct,
-                                                             variant.round_to)
+    assert count_params(variant.model) == variant.report.total_params_after
+    if not variant.report.compensated:  # a compensating method adds down_proj biases
+        assert variant.report.total_params_after == width_param_count(
+            config, variant.pct, variant.round_to)
 
 
 SHAPE_COUNTS = {"width": _width_counts, "depth": _depth_counts, "global": _global_counts}

@@ -104,7 +104,9 @@ def test_records_carry_the_shape_and_depth_is_never_level_zero():
     assert list(refs.values()) == [width]
     with pytest.raises(ValueError, match="record shape must be one of"):
         Record.from_dict({**depth.to_dict(), "shape": "diagonal"})
-    assert benchmark_changes([width, depth]) == {}  # the width tables leave depth out
+    # depth is a change measured against level 0 (perplexity 5 -> 9), never a reference
+    changes = benchmark_changes([width, depth], key=lambda r: r.variant)
+    assert changes == {DEPTH.slug: {"wikitext": pytest.approx(5 / 9 - 1)}}
 
 
 # ---------------------------------------------------------------- building
@@ -125,6 +127,19 @@ def test_depth_variant_is_built_from_a_copy_and_reports_its_layers():
                                     "layers_after": 2}
     base = cache.get(BASE)
     assert base.model.config.num_hidden_layers == 4 and len(base.model.model.layers) == 4
+
+
+def test_global_variant_keeps_the_width_level_s_parameters_in_other_widths():
+    cache = VariantCache(device="cpu", dtype=torch.float32)
+    width = cache.get(WIDTH).report
+    built = cache.get(GLOBAL)
+    widths = built.report.layer_widths
+    assert widths is not None and len(set(widths)) > 1  # the allocation differs per layer
+    assert sum(widths) == 4 * width.intermediate_size_after
+    assert built.report.total_params_after == width.total_params_after == \
+        count_params(built.model) == width_param_count(make_config("tiny-llama"), 40)
+    assert report_extra(built.report) == {"layer_widths": widths}
+    assert cache.get(BASE).model.config.intermediate_size == 512  # the base stayed whole
 
 
 # ---------------------------------------------------------------- matching
