@@ -66,25 +66,28 @@ def test_bad_shape_options_exit_4_with_one_line(tmp_path, args, message):
 
 @pytest.fixture(scope="module")
 def pinned_then_judged(tmp_path_factory) -> tuple[subprocess.CompletedProcess, ...]:
-    """Run 1 pins the depth variants' perplexity (fails on purpose); run 2 judges level 0,
-    width p40 and the depth variants against the pinned file, with charts."""
+    """Run 1 pins the depth and global variants' perplexity (fails on purpose); run 2
+    judges level 0, width p40, global p40 and the depth variants against the pinned file,
+    with charts."""
     tmp = tmp_path_factory.mktemp("shapes")
     (tmp / "baselines").mkdir()
     shutil.copy(ROOT / "baselines" / "tiny-llama.json", tmp / "baselines")
-    common = ("--glu-shapes=width,depth", "--glu-depth-methods=bi,last",
+    common = ("--glu-shapes=width,depth,global", "--glu-depth-methods=bi,last",
               f"--glu-baselines-dir={tmp / 'baselines'}", f"--glu-cache-dir={tmp / 'cache'}")
-    pin = _pytest(*common, "-k", "depth", "--glu-update-baselines",
+    pin = _pytest(*common, "-k", "depth or global", "--glu-update-baselines",
                   f"--glu-report={tmp / 'pin'}")
     judged = _pytest(*common, "--glu-plots", f"--glu-report={tmp / 'report'}")
     return pin, judged, tmp
 
 
 @pytest.mark.slow
-def test_depth_variants_are_pinned_and_judged_against_their_own_baselines(pinned_then_judged):
+def test_depth_and_global_variants_are_pinned_and_judged_against_their_own_baselines(
+        pinned_then_judged):
     pin, judged, tmp = pinned_then_judged
-    assert pin.returncode == 1 and "4 failed" in pin.stdout, pin.stdout[-2000:]
+    assert pin.returncode == 1 and "6 failed" in pin.stdout, pin.stdout[-2000:]
     stored = json.loads((tmp / "baselines" / "tiny-llama.json").read_text())["results"]
-    assert {f"tiny-llama-depth-bi-d1-{TAG}", "tiny-llama-depth-last-d1"} <= set(stored)
+    assert {f"tiny-llama-depth-bi-d1-{TAG}", "tiny-llama-depth-last-d1",
+            "tiny-llama-maw-global-p40"} <= set(stored)
     assert judged.returncode == 0, judged.stdout[-3000:] + judged.stderr[-2000:]
     records = json.loads((tmp / "report" / "results.json").read_text())["records"]
     depth = [r for r in records if r["shape"] == "depth"]
@@ -92,6 +95,11 @@ def test_depth_variants_are_pinned_and_judged_against_their_own_baselines(pinned
     assert all(r["baseline"] is not None and r["pct"] is None for r in depth)
     assert {tuple(r["extra"]["removed_layers"]) for r in depth
             if r["method"] == "last"} == {(3,)}
+    global_ = [r for r in records if r["shape"] == "global"]
+    assert len(global_) == 2 and {r["verdict"] for r in global_} == {"ok"}
+    width = next(r for r in records if r["variant"] == "tiny-llama-maw-p40")
+    assert {r["params"] for r in global_} == {width["params"]}  # exactly equal parameters
+    assert len(global_[0]["extra"]["layer_widths"]) == 4
 
 
 @pytest.mark.slow
@@ -103,7 +111,7 @@ def test_results_md_compares_width_and_depth_at_equal_parameters(pinned_then_jud
     rows = [line for line in section.splitlines() if line.startswith("| p40 ")]
     assert [row.split("|")[2].strip() for row in rows] == [
         "width maw", "depth bi −1 layers " + rows[1].split("layers ")[1].split("|")[0].strip(),
-        "depth last −1 layers [3]"]
+        "depth last −1 layers [3]", "global maw"]
     assert all(row.count("▼") + row.count("▲") + row.count("+0.0") >= 2 for row in rows)
     assert "Speed: not measured for this model" in section
     chart = tmp / "report" / "tiny-llama-shapes.png"
