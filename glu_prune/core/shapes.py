@@ -100,11 +100,6 @@ def build_shape(model: Any, vid: VariantId, inputs: ShapeInputs) -> PruneReport:
     return SHAPE_BUILDERS[vid.shape](model, vid, inputs)
 
 
-def shape_methods(shape: str) -> list[str]:
-    """The method names a shape's variants may carry (depth: layer selection methods)."""
-    return list(LAYER_METHODS) if shape == "depth" else []
-
-
 def check_method(shape: str, method: str) -> None:
     """``KeyError`` naming the valid ones when ``method`` is no method of ``shape``."""
     if shape == "depth":
