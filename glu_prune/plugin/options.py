@@ -30,6 +30,7 @@ from glu_prune.plugin.checks import BadOption, calib_option, parse_list, parse_p
 from glu_prune.plugin.option_spec import (Parsing, Spec, all_specs, declared_fields, option,
                                           options, switch)
 from glu_prune.plugin.placement import placement_field
+from glu_prune.plugin.shape_options import ShapeChoice, shape_field
 from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 
 __all__ = ["PERF_TOLERANCE", "BadOption", "Options", "add_options", "parse_list",
@@ -71,6 +72,7 @@ class Options:
         f"comma list of importance methods: {', '.join(known_methods())}; act, wanda_sp, "
         f"flap and maw_hybrid score by activations on calibration data, see --glu-calib-* "
         f"(default: maw)", default="maw")
+    shapes: ShapeChoice = shape_field()  # --glu-shapes, --glu-depth-methods
     levels: list[float] | None = option(
         "--glu-levels", checks.levels,
         "comma list of pruning percentages (default: each model's levels)")

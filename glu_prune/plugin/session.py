@@ -73,6 +73,7 @@ class GluSession:
         try:
             variants = select_variants(opts.models or all_model_names(), opts.methods,
                                        opts.levels, opts.round_tos, opts.calibration_for)
+            variants = opts.shapes.expand(variants, opts.calibration_for)
         except (KeyError, ValueError) as exc:
             raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
         return cls(config, opts, variants)
