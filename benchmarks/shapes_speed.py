@@ -2,10 +2,12 @@
 against the unpruned model side by side, on the Llama-3.2-1B shape (random weights, CPU).
 
     python benchmarks/shapes_speed.py [--pct 40] [--rounds 7] [--prompt 128] [--steps 8]
+        [--device cpu|cuda] [--dtype float32|bfloat16] [--model llama-3.2-1b]
 
 Shapes, all with the parameter count of uniform width pruning at ``--pct`` (MAW):
 
-- ``width``: every layer's MLP keeps the same k neurons;
+- ``width``: every layer's MLP keeps the same k neurons (``width-r128``: k rounded to a
+  multiple of 128, a few more parameters removed);
 - ``global``: per-layer widths by one threshold over standardised MAW scores, the same total
   neurons (so the same parameters exactly);
 - ``depth``: the number of whole layers whose removal leaves the closest parameter count
@@ -27,6 +29,7 @@ import gc
 
 import torch
 from tabulate import tabulate
+from transformers import AutoModelForCausalLM
 
 from glu_prune.catalog.models import make_config
 from glu_prune.core.arithmetic import (config_param_count, decode_weight_bytes, kept_count,
@@ -36,8 +39,6 @@ from glu_prune.core.nonuniform import prune_global
 from glu_prune.core.prune import count_params, prune_glu_mlp
 from glu_prune.performance.stats import Call, Speedup
 from glu_prune.performance.timing import decode, prefill, random_prompt, start_decode
-
-MODEL = "llama-3.2-1b"
 
 
 def matched_depth(config, params: int) -> int:
@@ -59,7 +60,7 @@ def paired(ref: Call, var: Call, rounds: int) -> Speedup:
     return Speedup.of_rounds(a, b)
 
 
-def calls(model, ids: torch.Tensor, steps: int) -> tuple[Call, Call]:
+def calls(model, ids: torch.Tensor, steps: int) -> tuple[Call, Call]:  
     """(TTFT call, TPOT call) of ``model``: the decode call starts from its own prefill."""
     start = start_decode(model, ids)
     return (Call(prefill, (model, ids)),
@@ -70,6 +71,8 @@ def build(base, shape: str, pct: float, depth: int):
     model = copy.deepcopy(base)
     if shape == "width":
         prune_glu_mlp(model, pct=pct)
+    elif shape == "width-r128":  # kept width a multiple of 128: what GPU matmuls want
+        prune_glu_mlp(model, pct=pct, round_to=128)
     elif shape == "global":
         prune_global(model, pct=pct)
     else:
@@ -79,8 +82,9 @@ def build(base, shape: str, pct: float, depth: int):
 
 def ideals(config, shape: str, pct: float, depth: int, prompt: int) -> tuple[float, float]:
     n = config.intermediate_size
+    round_to = 128 if shape == "width-r128" else 1
     k, layers = (n, config.num_hidden_layers - depth) if shape == "depth" else \
-        (kept_count(n, pct=pct), config.num_hidden_layers)
+        (kept_count(n, pct=pct, round_to=round_to), config.num_hidden_layers)
     cut = copy.deepcopy(config)
     cut.num_hidden_layers = layers
     return (prefill_flops(config, n, prompt) / prefill_flops(cut, k, prompt),
@@ -93,17 +97,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--prompt", type=int, default=128)
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--model", default="llama-3.2-1b")
     a = p.parse_args()
     torch.manual_seed(0)
-    config = make_config(MODEL)
-    from transformers import AutoModelForCausalLM
-    base = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    config = make_config(a.model)
+    base = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, a.dtype))
+    base = base.to(a.device).eval()
     depth = matched_depth(config, config_param_count(config, kept_count(
         config.intermediate_size, pct=a.pct)))
-    ids = random_prompt(1, a.prompt, config.vocab_size, "cpu")
+    ids = random_prompt(1, a.prompt, config.vocab_size, a.device)
     ref_ttft, ref_tpot = calls(base, ids, a.steps)
     rows = []
-    for shape in ("width", "global", "depth"):
+    for shape in ("width", "width-r128", "global", "depth"):
         model = build(base, shape, a.pct, depth)
         ttft, tpot = calls(model, ids, a.steps)
         s1, s2 = paired(ref_ttft, ttft, a.rounds), paired(ref_tpot, tpot, a.rounds)
@@ -114,7 +121,9 @@ def main() -> None:
                      *_cells(s1, i1), *_cells(s2, i2)])
         del model, ttft, tpot
         gc.collect()
-    print(f"{MODEL} shape, random weights, fp32, CPU ({torch.get_num_threads()} threads), "
+    where = (torch.cuda.get_device_name(0) if a.device.startswith("cuda")
+             else f"CPU ({torch.get_num_threads()} threads)")
+    print(f"{a.model} shape, random weights, {a.dtype}, {where}, "
           f"prompt {a.prompt}, {a.steps} decode steps, {a.rounds} paired rounds; unpruned "
           f"{count_params(base) / 1e9:.3f}B; depth layer fraction "
           f"{config.num_hidden_layers / (config.num_hidden_layers - depth):.3f}\n")
