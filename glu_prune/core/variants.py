@@ -11,15 +11,19 @@ from __future__ import annotations
 import copy
 import gc
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from glu_prune.catalog.models import ModelSpec, get_model_spec
 from glu_prune.core.calibration import LayerStats, calibrate
-from glu_prune.core.calibration_data import CalibrationSettings, settings_for
+from glu_prune.core.calibration_data import (CalibrationSettings, calibration_batches,
+                                              settings_for)
 from glu_prune.core.importance import get_scorer, needs_calibration
-from glu_prune.core.loading import WeightsUnavailable, has_local_weights, load_model
-from glu_prune.core.prune import PruneReport, prune_glu_mlp
+from glu_prune.core.loading import (WeightsUnavailable, default_dtype, has_local_weights,
+                                    load_model)
+from glu_prune.core.placement import Placement, place
+from glu_prune.core.prune import PruneReport
+from glu_prune.core.shapes import ShapeInputs, build_shape
 
 LOG = logging.getLogger(__name__)
 
@@ -31,12 +35,20 @@ def _level_slug(pct: float, round_to: int = 1) -> str:
 
 
 def variant_slug(model: str, method: str, pct: float, round_to: int = 1,
-                 calibration: str = "") -> str:
+                 calibration: str = "", shape: str = "width", layers: int = 0) -> str:
     """``{model}-{method}-p{pct}`` plus ``-r{round_to}`` when rounding is on and the
-    calibration tag when the variant was pruned from calibration data."""
-    slug = f"{model}-{method}-{_level_slug(pct, round_to)}"
+    calibration tag when the variant was pruned from calibration data; other shapes say
+    theirs: ``{model}-{method}-global-p{pct}``, ``{model}-depth-{method}-d{layers}``."""
+    if shape == "depth":
+        slug = f"{model}-depth-{method}-d{layers}"
+    elif shape == "global":
+        slug = f"{model}-{method}-global-{_level_slug(pct, round_to)}"
+    else:
+        slug = f"{model}-{method}-{_level_slug(pct, round_to)}"
     return f"{slug}-{calibration}" if calibration else slug
 
+
+SHAPES = ("width", "depth", "global")  # what a variant cuts (VariantId.shape)
 
 # The calibration settings of a model: what every data-driven variant of it calibrates on.
 CalibrationFor = Callable[[str], CalibrationSettings]
@@ -53,15 +65,41 @@ class VariantId:
     # The calibration settings' tag for a data-driven method above level 0, else "": two
     # variants pruned from different data are different variants (ids, caches, baselines).
     calibration: str = ""
+    # What is cut: "width" (the same neurons-per-layer everywhere), "global" (widths
+    # allocated over all layers, the same total as width at pct), "depth" (``layers``
+    # whole layers chosen by ``method``; pct 0). The default keeps every width slug,
+    # cache key and baseline as it was before shapes existed.
+    shape: str = "width"
+    layers: int = 0  # decoder layers removed (depth only)
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"variant shape {self.shape!r} is not one of {', '.join(SHAPES)}")
+        if self.shape == "depth" and (self.layers < 1 or self.pct != 0 or self.round_to != 1):
+            raise ValueError(f"a depth variant removes >= 1 layers at pct 0, round_to 1; got "
+                             f"layers={self.layers}, pct={self.pct}, round_to={self.round_to}")
+        if self.shape != "depth" and self.layers:
+            raise ValueError(f"layers={self.layers} given for a {self.shape} variant; only "
+                             f"depth variants remove layers")
+        if self.shape == "global" and self.pct <= 0:
+            raise ValueError(f"a global variant needs a level above 0, got pct={self.pct}")
 
     @property
     def level(self) -> str:
-        """The pruning level and rounding, as in the slug: ``p40``, ``p40-r128``."""
+        """The pruning level and rounding, as in the slug: ``p40``, ``p40-r128``, ``d2``."""
+        if self.shape == "depth":
+            return f"d{self.layers}"
         return _level_slug(self.pct, self.round_to)
 
     @property
+    def is_base(self) -> bool:
+        """Whether this is the unpruned model (width level 0): no other shape ever is."""
+        return self.shape == "width" and self.pct == 0
+
+    @property
     def slug(self) -> str:
-        return variant_slug(self.model, self.method, self.pct, self.round_to, self.calibration)
+        return variant_slug(self.model, self.method, self.pct, self.round_to, self.calibration,
+                            self.shape, self.layers)
 
     @property
     def base_slug(self) -> str:
@@ -144,6 +182,9 @@ class VariantCache:
     on disk, else random weights of the same shape: for speed, which weights do not change).
     ``calibration``: each model's calibration settings; the statistics are collected once
     per base model and settings, on the unpruned model, and kept while the base is.
+    ``placement``: spread each variant over devices (accelerate's device map); the base is
+    then loaded and pruned in CPU memory and each variant, level 0 included, is a placed
+    copy, so the base stays whole for the next level.
     """
 
     device: str | None = None
@@ -151,6 +192,7 @@ class VariantCache:
     weights: str = "auto"
     model_dir: str | None = None
     calibration: CalibrationFor = settings_for
+    placement: Placement | None = None
     builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
     _stats: tuple[str, list[LayerStats]] | None = None  # (tag, stats) of the resident base
     _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
@@ -189,8 +231,12 @@ class VariantCache:
             return self._base[1:]
         self._drop(base=True)
         weights = self._weights_for(name)
+        device, dtype = self.device, self.dtype
+        if self.placement is not None:  # pruned on the CPU, then placed (bf16 for GPUs)
+            on_cpu = self.placement.gpus == ()  # caps that name no GPU
+            device, dtype = "cpu", dtype or default_dtype("cpu" if on_cpu else self.device)
         try:
-            model, tok = load_model(name, weights=weights, dtype=self.dtype, device=self.device,
+            model, tok = load_model(name, weights=weights, dtype=dtype, device=device,
                                     num_layers=num_layers, model_dir=self.model_dir)
         except WeightsUnavailable as exc:
             self._unavailable[name] = str(exc)
@@ -208,10 +254,14 @@ class VariantCache:
         same_base = self._base is not None and self._base[0] == (vid.model, num_layers)
         self._drop(base=not same_base)  # one collection frees both when the model changes
         base, tok, weights = self._load_base(vid.model, num_layers)
-        # Level 0 is the base itself (pruning at 0 % changes nothing); others prune a copy
-        # so the base stays intact for the next level.
-        model = base if vid.pct == 0 else copy.deepcopy(base)
+        # Level 0 is the base itself (pruning at 0 % changes nothing); others (every depth
+        # variant too, though its pct is 0) prune a copy so the base stays intact, and so
+        # does a placed level 0 (placing moves its weights off the base).
+        placed = self.placement is not None
+        model = base if vid.is_base and not placed else copy.deepcopy(base)
         report = self._prune(model, vid, base, tok)
+        if placed:
+            place(model, self.placement)
         self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
         LOG.info("built %s (intermediate %d, %s weights)", vid.slug,
                  report.intermediate_size_after, weights)
@@ -221,25 +271,28 @@ class VariantCache:
 
     def _stats_for(self, vid: VariantId, base: Any, tok: Any) -> list[LayerStats]:
         """The resident base's calibration statistics under ``vid``'s settings."""
+        settings = self._settings_of(vid)
+        if self._stats is None or self._stats[0] != settings.tag:
+            self._stats = (settings.tag, calibrate(base, tok, settings))
+        return self._stats[1]
+
+    def _batches_for(self, vid: VariantId, tok: Any) -> list[Any]:
+        """The calibration token batches of ``vid``'s settings (depth scoring)."""
+        settings = self._settings_of(vid)
+        return calibration_batches(settings, tok)
+
+    def _settings_of(self, vid: VariantId) -> CalibrationSettings:
         settings = self.calibration(vid.model)
         if settings.tag != vid.calibration:
             raise ValueError(f"{vid.slug}: the variant was selected with calibration "
                              f"{vid.calibration!r} but this run calibrates {vid.model} with "
                              f"{settings.tag!r}")
-        if self._stats is None or self._stats[0] != settings.tag:
-            self._stats = (settings.tag, calibrate(base, tok, settings))
-        return self._stats[1]
+        return settings
 
     def _prune(self, model: Any, vid: VariantId, base: Any, tok: Any) -> PruneReport:
-        if not needs_calibration(vid.method):
-            return prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to)
-        if vid.pct == 0:
-            # Level 0 removes nothing, so no scores (nor data to score by) can matter: the
-            # report is any weight-only method's, under the variant's method name.
-            report = prune_glu_mlp(model, pct=0, method="maw", round_to=vid.round_to)
-            return replace(report, method=vid.method)
-        return prune_glu_mlp(model, pct=vid.pct, method=vid.method, round_to=vid.round_to,
-                             stats=self._stats_for(vid, base, tok))
+        inputs = ShapeInputs(stats=lambda: self._stats_for(vid, base, tok),
+                             batches=lambda: self._batches_for(vid, tok))
+        return build_shape(model, vid, inputs)
 
     def clear(self) -> None:
         """Drop every resident model."""

@@ -56,9 +56,22 @@ def _unique_tensors(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, st
     return unique, alias
 
 
-def weights_digest(model: Any, workers: int | None = None) -> str:
-    """One digest over every tensor of ``model.state_dict()`` (names, shapes, dtypes, bytes)."""
+def _state_dict(model: Any) -> dict[str, Any]:
+    """``model.state_dict()``, with the weights a placed model offloaded to CPU or disk
+    (meta tensors in its own state dict) read back by accelerate, in the same order."""
     state = model.state_dict()
+    if not any(t.device.type == "meta" for t in state.values()):
+        return state
+    from accelerate.utils.modeling import get_state_dict_offloaded_model
+
+    onloaded = get_state_dict_offloaded_model(model)
+    return {name: onloaded[name] for name in state}
+
+
+def weights_digest(model: Any, workers: int | None = None) -> str:
+    """One digest over every tensor of ``model.state_dict()`` (names, shapes, dtypes, bytes),
+    offloaded weights included."""
+    state = _state_dict(model)
     unique, alias = _unique_tensors(state)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:

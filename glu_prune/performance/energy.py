@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 LOG = logging.getLogger(__name__)
 
@@ -117,15 +117,35 @@ def decode_joules_per_token(generate: EnergyWindow, prefill: EnergyWindow, new_t
 
 
 class EnergyMeter:
-    """Reads one GPU's NVML energy counter around synchronized workloads."""
+    """Reads NVML energy counters around synchronized workloads: one GPU's, or the sum
+    over every GPU a placed model spans (``more``: their (NVML index, handle) pairs)."""
 
     def __init__(self, nvml: Any, handle: Any, *, sync: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep, name: str = "",
-                 driver: str = "", index: int = 0) -> None:
+                 driver: str = "", index: int = 0,
+                 more: Sequence[tuple[int, Any]] = ()) -> None:
         self.nvml, self.handle, self.sync = nvml, handle, sync
         self.clock, self.sleep = clock, sleep
         self.name, self.driver, self.index = name, driver, index
+        self.handles = (handle, *(h for _, h in more))
+        self.indices = (index, *(i for i, _ in more))
+
+    @classmethod
+    def open_all(cls, cuda_indices: Sequence[int], *, nvml: Any = None) -> "EnergyMeter":
+        """One meter summing the counters of CUDA devices ``cuda_indices`` (a placed model's
+        GPUs), syncing them all; ``EnergyUnavailable`` names the first that has none."""
+        if not cuda_indices:
+            raise EnergyUnavailable("no GPU to meter: the placement uses none")
+        meters = [cls.open(i, nvml=nvml) for i in cuda_indices]
+        first, syncs = meters[0], [m.sync for m in meters]
+
+        def sync_all() -> None:
+            for sync in syncs:
+                sync()
+        return cls(first.nvml, first.handle, sync=sync_all, name=first.name,
+                   driver=first.driver, index=first.index,
+                   more=[(m.index, m.handle) for m in meters[1:]])
 
     @classmethod
     def open(cls, cuda_index: int = 0, *, nvml: Any = None,
@@ -162,7 +182,9 @@ class EnergyMeter:
                    driver=_text(nvml.nvmlSystemGetDriverVersion()), index=index)
 
     def read_joules(self) -> float:
-        return float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)) / 1000.0
+        """Joules on the counters of every metered GPU, summed."""
+        return sum(float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(h))
+                   for h in self.handles) / 1000.0
 
     def measure(self, workload: Callable[[], Any], *, min_seconds: float = MIN_WINDOW_S,
                 max_calls: int = 1_000_000) -> EnergyWindow:
@@ -199,10 +221,11 @@ class EnergyMeter:
         pids: set[int] = set()
         for getter in ("nvmlDeviceGetComputeRunningProcesses",
                        "nvmlDeviceGetGraphicsRunningProcesses"):
-            try:
-                pids.update(int(p.pid) for p in getattr(self.nvml, getter)(self.handle))
-            except Exception as exc:  # not supported on some drivers: just less information
-                LOG.debug("%s failed: %s", getter, exc)
+            for handle in self.handles:
+                try:
+                    pids.update(int(p.pid) for p in getattr(self.nvml, getter)(handle))
+                except Exception as exc:  # not supported on some drivers: less information
+                    LOG.debug("%s failed: %s", getter, exc)
         own = os.getpid()
         if own in pids:
             return sorted(pids - {own})
@@ -214,5 +237,6 @@ def sharing_warning(meter: EnergyMeter, pids: list[int]) -> str | None:
     """The line to put in the results when other processes share the GPU, else ``None``."""
     if not pids:
         return None
-    return (f"{len(pids)} other process(es) on GPU {meter.index} ({meter.name}), pids "
+    gpus = ",".join(map(str, meter.indices))
+    return (f"{len(pids)} other process(es) on GPU {gpus} ({meter.name}), pids "
             f"{pids}: timings and joules include their load")

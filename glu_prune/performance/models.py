@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from glu_prune.core.placement import Placement
 from glu_prune.core.variants import BuiltVariant, VariantCache
 from glu_prune.performance.settings import PerfVariant
 
@@ -26,9 +27,10 @@ class PerfModels:
     """Perf variants, built by the suite's ``VariantCache`` with local weights when they are
     on disk and random weights of the exact shape otherwise (the hub is never asked)."""
 
-    def __init__(self, device: str, dtype: torch.dtype, model_dir: str | None = None):
+    def __init__(self, device: str, dtype: torch.dtype, model_dir: str | None = None,
+                 placement: Placement | None = None):
         self.cache = VariantCache(device=device, dtype=dtype, weights="local",
-                                  model_dir=model_dir)
+                                  model_dir=model_dir, placement=placement)
         self._level_zero: PerfModel | None = None
 
     def get(self, v: PerfVariant) -> PerfModel:

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from glu_prune.catalog.models import get_model_spec
 from glu_prune.core.arithmetic import check_level
+from glu_prune.core.placement import Placement
 from glu_prune.core.variants import VariantId
 
 
@@ -93,6 +94,7 @@ class PerfSettings:
     warmup: int
     tolerance: float
     batch: int = THROUGHPUT_BATCH
+    placement: Placement | None = None  # spread over devices (None: all on ``device``)
 
     @property
     def on_gpu(self) -> bool:
@@ -118,18 +120,12 @@ class PerfSettings:
                 for m in models for pct, r in MLP_BLOCK_LEVELS]
 
 
-def _positive(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def resolve_layers(model: str, layers: int | None, device: str) -> int:
     """Decoder layers to run: ``layers`` (capped at full depth), else full on GPU and
     ``CPU_PERF_LAYERS`` for real shapes on CPU (the tiny model always runs whole)."""
     full = int(get_model_spec(model).architecture["num_hidden_layers"])
     if layers is not None:
-        return min(_positive("--glu-perf-layers", layers), full)
+        return min(layers, full)
     if device.startswith("cuda") or full <= 4:
         return full
     return min(CPU_PERF_LAYERS, full)
@@ -171,28 +167,20 @@ def resolve_settings(*, device: str | None = None, dtype: str | None = None,
                      prompt_lens: Sequence[int] | None = None,
                      new_tokens: int | None = None, rounds: int | None = None,
                      tolerance: float = 0.10, method: str = "maw") -> PerfSettings:
-    """Fill unset options with device defaults and check every value."""
+    """Fill unset values with the device's defaults.
+
+    The values come checked (the plugin's ``Options``: dtype a floating torch dtype,
+    counts >= 1, new tokens >= 2 as TPOT divides by new tokens - 1, tolerance finite and
+    >= 0); only an unknown model name fails here (``KeyError``, with the known list).
+    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.startswith("cuda")
     dtype = dtype or ("bfloat16" if gpu else "float32")  # bf16 matmuls are slow on CPU
-    if not isinstance(getattr(torch, dtype, None), torch.dtype):
-        raise ValueError(f"--glu-perf-dtype must be a torch dtype name such as bfloat16, "
-                         f"float16 or float32, got {dtype!r}")
     lens = tuple(prompt_lens or (GPU_PROMPT_LENS if gpu else CPU_PROMPT_LENS))
-    for n in lens:
-        _positive("--glu-prompt-lens entries", n)
     new = new_tokens if new_tokens is not None else (GPU_NEW_TOKENS if gpu else CPU_NEW_TOKENS)
-    if _positive("--glu-new-tokens", new) < 2:
-        raise ValueError(f"--glu-new-tokens must be >= 2 (TPOT divides by new tokens - 1), "
-                         f"got {new}")
     default_rounds, warmup = GPU_ROUNDS if gpu else CPU_ROUNDS
-    if not tolerance >= 0:
-        raise ValueError(f"--glu-perf-tolerance must be >= 0, got {tolerance!r}")
-    for model in models or DEFAULT_PERF_MODELS:
-        get_model_spec(model)  # unknown names fail here, with the known list
     variants = perf_variants(models or DEFAULT_PERF_MODELS, levels, round_tos, layers, device,
                              method)
     return PerfSettings(device, dtype, tuple(variants), lens, new,
                         GPU_DECODE_PROMPT_LEN if gpu else CPU_DECODE_PROMPT_LEN,
-                        _positive("--glu-perf-rounds", rounds or default_rounds), warmup,
-                        float(tolerance))
+                        rounds or default_rounds, warmup, float(tolerance))

@@ -17,6 +17,7 @@ import torch
 from glu_prune.catalog.families import family_of
 from glu_prune.catalog.models import get_model_spec, make_config
 from glu_prune.core.arithmetic import kept_count
+from glu_prune.core.placement import placed_gpus
 from glu_prune.performance.settings import MLP_BLOCK_TOKENS, PerfVariant
 
 
@@ -27,6 +28,14 @@ def synchronize(device: torch.device | str) -> None:
     """Wait for queued device work (CUDA runs asynchronously; CPU needs nothing)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def synchronize_model(model: Any, device: torch.device | str) -> None:
+    """Wait for ``device`` and for every GPU ``model`` is placed on (a placed model's last
+    layers may still be running on another GPU when the input's device is idle)."""
+    synchronize(device)
+    for index in placed_gpus(model):
+        torch.cuda.synchronize(index)
 
 
 def random_prompt(batch: int, length: int, vocab_size: int, device: str,
@@ -43,7 +52,7 @@ def prefill(model: Any, input_ids: torch.Tensor, use_cache: bool = False) -> Non
     ``use_cache=True`` also fills a KV cache, as ``generate()``'s first step does.
     """
     model(input_ids=input_ids, use_cache=use_cache, logits_to_keep=1)
-    synchronize(input_ids.device)
+    synchronize_model(model, input_ids.device)
 
 
 def fixed_length_config(model: Any, new_tokens: int) -> Any:
@@ -63,7 +72,7 @@ def generate(model: Any, input_ids: torch.Tensor, config: Any) -> torch.Tensor:
     """One synchronized ``generate()`` call; returns prompt + new token ids."""
     out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                          generation_config=config)
-    synchronize(input_ids.device)
+    synchronize_model(model, input_ids.device)
     return out
 
 
@@ -100,7 +109,7 @@ def start_decode(model: Any, input_ids: torch.Tensor) -> DecodeStart:
     """Prefill ``input_ids`` (untimed set-up of a decode benchmark)."""
     out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
     token = out.logits[:, -1:].argmax(-1)
-    synchronize(input_ids.device)
+    synchronize_model(model, input_ids.device)
     return DecodeStart(model, _cache_of(out), token)
 
 
@@ -117,7 +126,7 @@ def decode(model: Any, cache: Any, token: torch.Tensor, steps: int) -> torch.Ten
         out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{name: cache})
         cache = _cache_of(out)
         token = out.logits[:, -1:].argmax(-1)
-        synchronize(token.device)
+        synchronize_model(model, token.device)
     return token
 
 

@@ -1,13 +1,16 @@
-"""One up-front check of every ``--glu-*`` option, so a bad value stops the run before any
-model is loaded (pytest exit 4, one line naming the option, the value and what is valid),
-and the parsers of the comma-list options.
+"""The parsers of the ``--glu-*`` options: each takes one option's raw value (as pytest
+hands it over), checks it and returns the value ``Options`` holds, or raises
+``BadOption`` (a ``ValueError``) whose one line names the option, the value and what is
+valid. ``Options.read`` runs each once, in ``pytest_configure``, before any model is
+loaded (pytest exit 4).
 
-The checks read raw option values (``config.getoption``) even where ``Options`` parses
-them later: a value that would fail, or silently do nothing, must fail here first.
+A parser's signature is ``(option name, raw value, Parsing)``; ``Parsing.value`` gives a
+parser another field's parsed value (the levels need the selected models).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import tomllib
@@ -21,17 +24,11 @@ from glu_prune.catalog.benchmarks import BENCHMARK_SETS
 from glu_prune.catalog.models import MODELS
 from glu_prune.catalog.sources import BadSource, register, spec_from_source
 from glu_prune.catalog.tasks import register_task_set
-from glu_prune.core.calibration_data import CalibrationFlag, calibration_overrides
+from glu_prune.core.calibration_data import CalibrationFlag
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
 from glu_prune.judging import DeviceInfo, Tolerance
-
-Get = Callable[[str], Any]  # option name -> value (None: not given)
-
-# Options with nothing to check (on/off flags); listed so a test can prove every --glu-*
-# option is either checked below or deliberately free.
-FLAGS: tuple[str, ...] = ("--glu-require-weights", "--glu-chat-template",
-                          "--glu-update-baselines", "--glu-require-baselines")
+from glu_prune.plugin.option_spec import Parser, Parsing
 
 
 def parse_list(text: str | None, cast: Callable[[str], Any] = str) -> list | None:
@@ -85,35 +82,6 @@ class BadOption(ValueError):
         super().__init__(f"{given}: {why}valid: {valid}")
 
 
-def check_options(get: Get, rootdir: Path, cwd: Path) -> list[str]:
-    """Raise ``ValueError`` (mostly ``BadOption``) for the first bad value, its message
-    naming the option; ``get`` returns ``None`` for an option that is unset. Registers the
-    user's models and returns their names."""
-    user = check_sources(get, cwd)
-    models = check_models(get("--glu-models"), user)
-    check_methods(get("--glu-methods"))
-    check_calibration(get)
-    check_levels(get("--glu-levels"), models)
-    _int_list("--glu-round-to", get("--glu-round-to"), 1)
-    check_device(get("--glu-device"))
-    check_models_dir(get("--glu-models-dir"), cwd)
-    _int_at_least("--glu-limit", get("--glu-limit"), 1)
-    _int_at_least("--glu-batch-size", get("--glu-batch-size"), 1)
-    _finite_at_least("--glu-z", get("--glu-z"), 0.0)
-    check_ppl_tol(get("--glu-ppl-tol"))
-    check_folders(get, rootdir, cwd)
-    _int_list("--glu-prompt-lens", get("--glu-prompt-lens"), 1)
-    # TPOT divides the decode time by new tokens - 1
-    _int_at_least("--glu-new-tokens", get("--glu-new-tokens"), 2)
-    _int_at_least("--glu-perf-rounds", get("--glu-perf-rounds"), 1)
-    _int_at_least("--glu-perf-layers", get("--glu-perf-layers"), 1)
-    check_dtype(get("--glu-perf-dtype"))
-    _finite_at_least("--glu-perf-tolerance", get("--glu-perf-tolerance"), 0.0)
-    check_device_name(get("--glu-device-name"))
-    check_plots(get("--glu-plots"))
-    return user
-
-
 # ---------------------------------------------------------------- what to run
 
 
@@ -122,15 +90,16 @@ def _items(text: Any) -> list[str]:
     return parse_list(text) or []
 
 
-def check_models(text: str | None, user: list[str] | None = None) -> list[str]:
-    """The selected model names: ``--glu-models`` plus the user's models (all registered
-    when neither is given); unknown names are errors."""
+def models(flag: str, text: str | None, p: Parsing) -> list[str] | None:
+    """The selected model names: ``--glu-models`` then the user's models (``None`` when
+    neither is given: every registered model); unknown names are errors."""
+    user = [*p.value("own_models"), *p.value("file_models")]  # registered first
     names = _items(text)
     for name in names:
         if name not in MODELS:
-            raise BadOption("--glu-models", text, f"registered models {', '.join(MODELS)}",
+            raise BadOption(flag, text, f"registered models {', '.join(MODELS)}",
                             f"unknown model {name!r}")
-    return selected_models(names, user or []) or list(MODELS)
+    return selected_models(names, user) or None
 
 
 def selected_models(names: list[str], user: list[str]) -> list[str]:
@@ -138,14 +107,17 @@ def selected_models(names: list[str], user: list[str]) -> list[str]:
     return list(dict.fromkeys([*names, *user]))
 
 
-def check_sources(get: Get, cwd: Path) -> list[str]:
-    """Check and register every user model (``--glu-model``, the models file): one line
-    (``BadSource``) for a missing folder, no config.json, an unsupported family, corrupt
-    weights or a hub id while offline. Returns their names."""
-    specs = [spec_from_source(src, cwd) for src in get("--glu-model") or []]
-    path = get("--glu-models-file")
-    if path:
-        specs += models_file_specs(Path(cwd, path))
+def sources(flag: str, given: list[str] | None, p: Parsing) -> list[str]:
+    """Check and register the user's models of ``--glu-model``: one line (``BadSource``)
+    for a missing folder, no config.json, an unsupported family, corrupt weights or a hub
+    id while offline. Returns their names."""
+    specs = [spec_from_source(src, p.cwd) for src in given or []]
+    return [register(spec).name for spec in specs]
+
+
+def models_file(flag: str, path: str | None, p: Parsing) -> list[str]:
+    """Check and register the models of a kept models file; returns their names."""
+    specs = models_file_specs(Path(p.cwd, path)) if path else []
     return [register(spec).name for spec in specs]
 
 
@@ -198,12 +170,13 @@ def _benchmark_set(value: Any, path: Path, name: str) -> str:
     return str(value)
 
 
-def check_methods(text: str | None) -> None:
-    """Every entry is a registered importance method (weight-only or calibration-based)."""
+def methods(flag: str, text: str | None, p: Parsing | None = None) -> list[str]:
+    """Registered importance methods (weight-only or calibration-based); default maw."""
     for name in _items(text):
         if name not in known_methods():
-            raise BadOption("--glu-methods", text, f"methods {', '.join(known_methods())}",
+            raise BadOption(flag, text, f"methods {', '.join(known_methods())}",
                             f"unknown method {name!r}")
+    return _items(text) or ["maw"]
 
 
 def calib_option(flag: CalibrationFlag) -> str:
@@ -211,80 +184,87 @@ def calib_option(flag: CalibrationFlag) -> str:
     return f"--glu-calib-{flag.name}"
 
 
-def check_calibration(get: Get) -> None:
-    """The calibration data of data-driven methods: a known source and sane sizes (the
-    checks of ``CALIBRATION_FLAGS``, shared with the CLI)."""
-    calibration_overrides(lambda f: get(calib_option(f)), calib_option)
-
-
-def check_levels(text: str | None, models: list[str]) -> None:
-    """Percentages in [0, 100) that at least one selected model registers."""
-    known = sorted({lv for m in models for lv in MODELS[m].levels})
-    valid = f"levels registered for {', '.join(models)}: {', '.join(map(str, known))}"
+def levels(flag: str, text: str | None, p: Parsing) -> list[float] | None:
+    """Percentages that at least one selected model registers (``None``: each model's)."""
+    selected = p.value("models") or list(MODELS)
+    known = sorted({lv for m in selected for lv in MODELS[m].levels})
+    valid = f"levels registered for {', '.join(selected)}: {', '.join(map(str, known))}"
     for item in _items(text):
         try:
             level = float(item)
         except ValueError:
-            raise BadOption("--glu-levels", text, valid, f"{item!r} is not a number") from None
+            raise BadOption(flag, text, valid, f"{item!r} is not a number") from None
         if level not in known:
-            raise BadOption("--glu-levels", text, valid, f"level {item} is not registered")
+            raise BadOption(flag, text, valid, f"level {item} is not registered")
+    return parse_list(text, float)
 
 
-def check_device(text: str | None) -> None:
-    """A torch device string; a CUDA device must exist here."""
+def device(flag: str, text: str | None, p: Parsing) -> str | None:
+    """A torch device string; a CUDA device must exist here (``None``: cuda when there is
+    one, else cpu)."""
     if text is None:
-        return
+        return None
     valid = "a torch device such as cpu, cuda or cuda:1"
     try:
-        device = torch.device(text)
+        torch_device = torch.device(text)
     except (RuntimeError, ValueError):
-        raise BadOption("--glu-device", text, valid, "not a torch device") from None
-    if device.type == "cuda":
+        raise BadOption(flag, text, valid, "not a torch device") from None
+    if torch_device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise BadOption("--glu-device", text, valid, f"this machine has {count} CUDA "
+        if (torch_device.index or 0) >= count:
+            raise BadOption(flag, text, valid, f"this machine has {count} CUDA "
                             f"device(s) visible")
+    return text
 
 
-def check_models_dir(text: str | None, cwd: Path) -> None:
+def models_dir(flag: str, text: str | None, p: Parsing) -> str | None:
     """``--glu-models-dir`` (else ``$GLU_PRUNE_MODELS_DIR``) names an existing folder."""
-    name, value = ("--glu-models-dir", text) if text else (MODELS_DIR_ENV,
-                                                          os.environ.get(MODELS_DIR_ENV))
-    if value and not (cwd / value).is_dir():
-        what = "is a file" if (cwd / value).exists() else "does not exist"
+    name, value = (flag, text) if text else (MODELS_DIR_ENV, os.environ.get(MODELS_DIR_ENV))
+    if value and not (p.cwd / value).is_dir():
+        what = "is a file" if (p.cwd / value).exists() else "does not exist"
         raise BadOption(name, value, "an existing folder holding <model-name>/ saved models",
                         what)
+    return text
 
 
 # ---------------------------------------------------------------- judging
 
 
-def check_ppl_tol(text: str | None) -> None:
-    """Parsed by the suite's own parser (its errors name the option and the bad part), then
-    by ``Tolerance``."""
+def ppl_tolerance(flag: str, text: str | None, p: Parsing) -> Tolerance:
+    """The judging tolerance: ``--glu-z`` with ``--glu-ppl-tol`` parsed by
+    ``parse_ppl_tol`` (its errors name the option and the bad part), then by ``Tolerance``."""
     try:
         kwargs = parse_ppl_tol(text)
     except pytest.UsageError as exc:  # its message names the option, the part and the fix
         raise ValueError(str(exc)) from None
     try:
-        Tolerance(**kwargs)
+        return Tolerance(z=p.value("z"), **kwargs)
     except ValueError as exc:
-        raise BadOption("--glu-ppl-tol", text, "finite numbers >= 0", str(exc)) from None
+        raise BadOption(flag, text, "finite numbers >= 0", str(exc)) from None
 
 
-def check_folders(get: Get, rootdir: Path, cwd: Path) -> None:
-    """Folders written during the run are writable now, not after an hour of evaluation."""
-    if get("--glu-cache-dir") is not None:
-        _writable_dir("--glu-cache-dir", get("--glu-cache-dir"), cwd)
-    if get("--glu-report") is not None:
-        _writable_dir("--glu-report", get("--glu-report"), cwd)
-    baselines = get("--glu-baselines-dir")
-    if get("--glu-update-baselines"):
-        _writable_dir("--glu-baselines-dir", baselines or rootdir / "baselines", cwd)
-    elif baselines is not None and (cwd / baselines).exists() and not (cwd / baselines).is_dir():
-        # an absent folder is a first run (tests skip, naming it); a file is a mistake
-        raise BadOption("--glu-baselines-dir", baselines, "a folder of <model>.json baselines",
+def cache_dir(flag: str, value: str | None, p: Parsing) -> Path:
+    """The result cache folder, writable now (default: <rootdir>/.glu_cache)."""
+    if value is not None:
+        _writable_dir(flag, value, p.cwd)
+    return Path(value or p.rootdir / ".glu_cache")
+
+
+def report_dir(flag: str, value: str, p: Parsing) -> Path:
+    """The report folder, writable now, not after an hour of evaluation."""
+    _writable_dir(flag, value, p.cwd)
+    return Path(p.cwd, value)
+
+
+def baselines_dir(flag: str, value: str | None, p: Parsing) -> Path:
+    """The baselines folder: writable when ``--glu-update-baselines`` writes it; else an
+    absent folder is a first run (tests skip, naming it), but a file is a mistake."""
+    if p.value("update_baselines"):
+        _writable_dir(flag, value or p.rootdir / "baselines", p.cwd)
+    elif value is not None and (p.cwd / value).exists() and not (p.cwd / value).is_dir():
+        raise BadOption(flag, value, "a folder of <model>.json baselines",
                         "a file, not a folder")
+    return Path(value or p.rootdir / "baselines")
 
 
 def _writable_dir(option: str, value: Any, cwd: Path) -> None:
@@ -304,56 +284,66 @@ def _writable_dir(option: str, value: Any, cwd: Path) -> None:
 # ---------------------------------------------------------------- latency and energy
 
 
-def check_dtype(text: str | None) -> None:
-    """A floating-point torch dtype name."""
-    if text is None:
-        return
-    if not (isinstance(getattr(torch, text, None), torch.dtype)
-            and getattr(torch, text).is_floating_point):
-        raise BadOption("--glu-perf-dtype", text, "a torch floating dtype name such as "
+def dtype(flag: str, text: str | None, p: Parsing) -> str | None:
+    """A floating-point torch dtype name (``None``: the device's default)."""
+    if text is not None and not (isinstance(getattr(torch, text, None), torch.dtype)
+                                 and getattr(torch, text).is_floating_point):
+        raise BadOption(flag, text, "a torch floating dtype name such as "
                         "bfloat16, float16 or float32")
+    return text
 
 
-def check_device_name(text: str | None) -> None:
+def device_name(flag: str, text: str | None, p: Parsing) -> str | None:
     """A name that keys a baseline file: it must keep some letters or digits."""
     if text is not None and not DeviceInfo(text, "", "").slug:
-        raise BadOption("--glu-device-name", repr(text), "a name with letters or digits, "
+        raise BadOption(flag, repr(text), "a name with letters or digits, "
                         "e.g. 'nvidia-h100-80gb'")
+    return text
 
 
-def check_plots(enabled: bool | None) -> None:
+def plots(flag: str, enabled: bool | None, p: Parsing) -> bool:
     """``--glu-plots`` needs matplotlib (the [plots] extra) before the run, not after it."""
     if not enabled:
-        return
+        return False
     try:
-        import matplotlib  # noqa: F401
+        importlib.import_module("matplotlib")  # imported only to see that it can be
     except ImportError:
-        raise BadOption("--glu-plots", None, "install matplotlib: pip install -e "
+        raise BadOption(flag, None, "install matplotlib: pip install -e "
                         "'.[plots]' in a checkout, or pip install matplotlib",
                         "matplotlib is not installed") from None
+    return True
 
 
 # ---------------------------------------------------------------- numbers
 
 
-def _int_at_least(option: str, value: Any, low: int) -> None:
-    """``value`` (argparse already made it an int) is unset or >= ``low``."""
-    if value is not None and value < low:
-        raise BadOption(option, value, f"an integer >= {low}")
+def int_at_least(low: int) -> Parser:
+    """A parser of an integer option (argparse made it an int): unset or >= ``low``."""
+    def parse(flag: str, value: int | None, p: Parsing) -> int | None:
+        if value is not None and value < low:
+            raise BadOption(flag, value, f"an integer >= {low}")
+        return value
+    return parse
 
 
-def _int_list(option: str, text: Any, low: int) -> None:
-    """Every entry of a comma list is an integer >= ``low``."""
-    for item in _items(text):
-        try:
-            problem = f"{item} is below {low}" if int(item) < low else ""
-        except ValueError:
-            problem = f"{item!r} is not an integer"
-        if problem:
-            raise BadOption(option, text, f"a comma list of integers >= {low}", problem)
+def int_list(low: int, empty: list[int] | None = None) -> Parser:
+    """A parser of a comma list of integers >= ``low`` (``empty`` when not given)."""
+    def parse(flag: str, text: str | None, p: Parsing) -> list[int] | None:
+        for item in _items(text):
+            try:
+                problem = f"{item} is below {low}" if int(item) < low else ""
+            except ValueError:
+                problem = f"{item!r} is not an integer"
+            if problem:
+                raise BadOption(flag, text, f"a comma list of integers >= {low}", problem)
+        return parse_list(text, int) or empty
+    return parse
 
 
-def _finite_at_least(option: str, value: Any, low: float) -> None:
-    """``value`` (a float from argparse) is unset, finite and >= ``low``."""
-    if value is not None and not (math.isfinite(value) and value >= low):
-        raise BadOption(option, value, f"a finite number >= {low:g}")
+def finite_at_least(low: float) -> Parser:
+    """A parser of a float option (argparse made it a float): unset, finite and >= ``low``."""
+    def parse(flag: str, value: float | None, p: Parsing) -> float | None:
+        if value is not None and not (math.isfinite(value) and value >= low):
+            raise BadOption(flag, value, f"a finite number >= {low:g}")
+        return value
+    return parse

@@ -12,6 +12,7 @@ import pytest
 from glu_prune.catalog.benchmarks import Benchmark, benchmarks_for
 from glu_prune.catalog.models import architecture_fingerprint, get_model_spec
 from glu_prune.core.variants import BuiltVariant, VariantId
+from glu_prune.core.shapes import report_extra
 from glu_prune.evaluation import BenchResult, run_settings
 from glu_prune.judging import (UPDATE_FLAG, Check, JudgingError, QualityBaselines, Subject,
                                Verdict, judge)
@@ -167,6 +168,7 @@ class Judge:
             extra.update(cached=result.cached, limit=settings.get("limit"),
                          chat_template=settings.get("chat_template"),
                          batch_size=settings.get("batch_size"))
+            extra.update(report_extra(report))  # removed layers, per-layer widths
             records.append(Record.of(
                 variant.id, benchmark.name, c.subject.metric, c.run.value, kind=c.kind,
                 verdict=_as_recorded(v), extra=extra, direction=c.direction,

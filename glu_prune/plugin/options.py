@@ -1,15 +1,20 @@
-"""Every ``--glu-*`` option: declared here (``add_options``, one group, each help ending
-with its default), checked up front (``glu_prune.plugin.checks``) and read once into
-``Options`` (``Options.read``, in ``pytest_configure``).
+"""Every ``--glu-*`` option, each declared and parsed by one field of ``Options``:
 
-Only the plugin's glue reads options; everything else gets values or objects.
+    limit: int | None = option("--glu-limit", checks.int_at_least(1), "help ... (default: none)",
+                               type=int)
+
+names the pytest option, its help (ending with its default), argparse's type and the
+parser that checks the raw value and returns the field's value (``glu_prune.plugin.checks``).
+``add_options`` declares them all (one group, field order); ``Options.read`` parses them
+once per process, in ``pytest_configure`` (controller and xdist workers alike), and the
+rest of the plugin reads only the resulting object. Adding an option is adding a field.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pytest
 
@@ -17,156 +22,157 @@ from glu_prune.core.calibration_data import (CALIBRATION_FLAGS, CalibrationSetti
                                               calibration_overrides, settings_for)
 from glu_prune.core.importance import known_methods
 from glu_prune.core.loading import MODELS_DIR_ENV
+from glu_prune.core.placement import Placement
 from glu_prune.evaluation import EvalSettings
 from glu_prune.judging import UPDATE_FLAG, Tolerance
-from glu_prune.plugin.checks import (FLAGS, BadOption, Get, calib_option, check_options,
-                                     parse_list, parse_ppl_tol, selected_models)
+from glu_prune.plugin import checks
+from glu_prune.plugin.checks import BadOption, calib_option, parse_list, parse_ppl_tol
+from glu_prune.plugin.option_spec import (Parsing, Spec, all_specs, declared_fields, option,
+                                          options, switch)
+from glu_prune.plugin.placement import placement_field
+from glu_prune.plugin.shape_options import ShapeChoice, shape_field
 from glu_prune.plugin.unmeasured import REQUIRE_FLAG
 
-__all__ = ["FLAGS", "PERF_TOLERANCE", "BadOption", "Options", "add_options", "check_options",
-           "parse_list", "parse_ppl_tol"]
+__all__ = ["PERF_TOLERANCE", "BadOption", "Options", "add_options", "parse_list",
+           "parse_ppl_tol"]
 
 PERF_TOLERANCE = 0.10  # --glu-perf-tolerance's default
 
 
-def add_options(parser: pytest.Parser) -> None:
-    """All 31 ``--glu-*`` options, in one group (each help ends with its default), and the
-    ini key of the kept models file."""
-    add_ini(parser)
-    group = parser.getgroup("glu-prune", "GLU width pruning suite")
-    _what_to_run(group)
-    _calibration(group)
-    _evaluation(group)
-    _latency_and_energy(group)
-    group.addoption("--glu-report", default="results", metavar="DIR",
-                    help="folder for results.json and results.md, written when a test "
-                         "recorded numbers; locked while a run uses it (default: results)")
-    group.addoption("--glu-plots", action="store_true", default=False,
-                    help="also write PNG charts into the --glu-report folder; needs "
-                         "matplotlib, the [plots] extra (default: off)")
-
-
-def _what_to_run(group: Any) -> None:
-    group.addoption("--glu-models", default=None,
-                    help="comma list of registered models to run "
-                         "(default: all registered models)")
-    group.addoption("--glu-model", action="append", default=None, metavar="SRC",
-                    help="a model of your own: a local folder (config.json, weights optional) "
-                         "or a hub id; repeatable; its name in test ids is the folder's or "
-                         "id's last part, lower-cased (default: none)")
-    group.addoption("--glu-models-file", default=None, metavar="TOML",
-                    help="TOML file of kept models, [models.<name>] with source, levels, "
-                         "benchmarks, instruct; also the glu_models_file ini key (default: none)")
-    group.addoption("--glu-methods", default="maw",
-                    help=f"comma list of importance methods: {', '.join(known_methods())}; "
-                         f"act, wanda_sp, flap and maw_hybrid score by activations on "
-                         f"calibration data, see --glu-calib-* (default: maw)")
-    group.addoption("--glu-levels", default=None,
-                    help="comma list of pruning percentages (default: each model's levels)")
-    group.addoption("--glu-round-to", default="1",
-                    help="comma list of kept-size roundings, e.g. 1,128 (default: 1)")
-    group.addoption("--glu-require-weights", action="store_true", default=False,
-                    help="fail, instead of skip, when a model's weights cannot be had "
-                         "(default: off)")
-    group.addoption(REQUIRE_FLAG, action="store_true", default=False,
-                    help="fail, instead of skip, every test that measures nothing for want "
-                         "of a baseline or of weights, quality and speed (nightly CI) "
-                         "(default: off)")
-    group.addoption("--glu-models-dir", default=None,
-                    help=f"folder holding <model-name>/ saved models; also ${MODELS_DIR_ENV} "
-                         f"(default: hub ids)")
-    group.addoption("--glu-device", default=None,
-                    help="torch device for the suite (default: cuda when available, else cpu)")
-
-
-def _calibration(group: Any) -> None:
-    for flag in CALIBRATION_FLAGS:  # declared once, shared with the CLI's --calib-*
-        group.addoption(calib_option(flag), default=None, help=flag.help,
-                        type=None if flag.minimum is None else int)
-
-
-def _evaluation(group: Any) -> None:
-    group.addoption("--glu-limit", type=int, default=None,
-                    help="lm-eval limit: examples per task, for quick runs; recorded and "
-                         "compared with the baseline's (default: none, full test sets)")
-    group.addoption("--glu-batch-size", type=int, default=EvalSettings.batch_size,
-                    help=f"lm-eval batch size; changes scores slightly, so it is fixed and "
-                         f"recorded (default: {EvalSettings.batch_size})")
-    group.addoption("--glu-chat-template", action="store_true", default=False,
-                    help="apply the tokenizer's chat template (instruct models) "
-                         "(default: off, as the published runs)")
-    group.addoption(UPDATE_FLAG, action="store_true", default=False,
-                    help="rewrite the baseline values measured in this run and fail those "
-                         "tests, so a person reviews the diff (default: off)")
-    group.addoption("--glu-z", type=float, default=Tolerance.z,
-                    help=f"z of the accuracy bound max(abs_floor, z*sqrt(se_b^2+se_r^2)) "
-                         f"(default: {Tolerance.z})")
-    group.addoption("--glu-ppl-tol", default=None,
-                    help="relative perplexity tolerance: one number, or name=value pairs "
-                         "like 'wikitext=0.05,lambada_openai=0.1' "
-                         f"(default: {Tolerance.ppl_rel}, lambada_openai 0.1)")
-    group.addoption("--glu-cache-dir", default=None,
-                    help="result cache folder; runs resume from it (default: <rootdir>/.glu_cache)")
-    group.addoption("--glu-baselines-dir", default=None,
-                    help="folder of <model>.json baselines (default: <rootdir>/baselines)")
-
-
-def _latency_and_energy(group: Any) -> None:
-    group.addoption("--glu-prompt-lens", default=None,
-                    help="comma list of TTFT prompt lengths (default: 128,512,2048 on GPU, "
-                         "128 on CPU)")
-    group.addoption("--glu-new-tokens", type=int, default=None,
-                    help="tokens generated per TPOT/throughput call, EOS ignored "
-                         "(default: 64 on GPU, 4 on CPU)")
-    group.addoption("--glu-perf-rounds", type=int, default=None,
-                    help="timed rounds per latency benchmark, after warm-up rounds "
-                         "(default: 10 after 2 on GPU, 9 after 1 on CPU; a speedup's 95-percent "
-                         "interval needs 6 or more)")
-    group.addoption("--glu-perf-layers", type=int, default=None,
-                    help="decoder layers of real model shapes in latency/energy runs "
-                         "(default: all on GPU, 2 on CPU; tiny-llama always whole)")
-    group.addoption("--glu-perf-dtype", default=None,
-                    help="dtype of latency/energy runs (default: bfloat16 on GPU, float32 on CPU)")
-    group.addoption("--glu-perf-tolerance", type=float, default=PERF_TOLERANCE,
-                    help="relative regression allowed against this device's perf baseline "
-                         f"(default: {PERF_TOLERANCE:g})")
-    group.addoption("--glu-device-name", default=None,
-                    help="device name keying baselines/perf/<slug>.json "
-                         "(default: the detected GPU or CPU model name)")
+def _calibration() -> Any:
+    """The --glu-calib-* options, declared once with the CLI's --calib-* (CALIBRATION_FLAGS,
+    which also checks them): the values given, by CalibrationSettings field."""
+    specs = tuple(Spec(calib_option(f), f.help, type=None if f.minimum is None else int)
+                  for f in CALIBRATION_FLAGS)
+    return options(specs, lambda p: calibration_overrides(lambda f: p.raw(calib_option(f)),
+                                                          calib_option))
 
 
 @dataclass(frozen=True)
 class Options:
-    """Every ``--glu-*`` value, read once (in ``pytest_configure``) and checked."""
+    """Every ``--glu-*`` value, parsed and checked once (``Options.read``)."""
 
-    models: list[str] | None  # None when not given (quality: all; perf: its defaults)
-    methods: list[str]
-    levels: list[float] | None
-    round_tos: list[int]
-    require_weights: bool
-    require_baselines: bool
-    models_dir: str | None
-    device: str | None
-    limit: int | None
-    batch_size: int
-    chat_template: bool
-    update_baselines: bool
-    tolerance: Tolerance
-    cache_dir: Path
-    baselines_dir: Path
-    prompt_lens: list[int] | None
-    new_tokens: int | None
-    perf_rounds: int | None
-    perf_layers: int | None
-    perf_dtype: str | None
-    perf_tolerance: float
-    device_name: str | None
-    report_dir: Path
-    plots: bool
-    verbose: int
-    raw: dict[str, Any]  # the glu_* values as given (results.json's "options")
+    # ---------------------------------------------------------------- what to run
+    models: list[str] | None = option(  # None when not given (quality: all; perf: defaults)
+        "--glu-models", checks.models,
+        "comma list of registered models to run (default: all registered models)")
+    own_models: list[str] = option(
+        "--glu-model", checks.sources,
+        "a model of your own: a local folder (config.json, weights optional) or a hub id; "
+        "repeatable; its name in test ids is the folder's or id's last part, lower-cased "
+        "(default: none)", action="append", metavar="SRC")
+    file_models: list[str] = option(
+        "--glu-models-file", checks.models_file,
+        "TOML file of kept models, [models.<name>] with source, levels, benchmarks, "
+        "instruct; also the glu_models_file ini key (default: none)", metavar="TOML",
+        ini="glu_models_file", ini_help="TOML file of kept models (as --glu-models-file), "
+                                        "relative to the rootdir")
+    methods: list[str] = option(
+        "--glu-methods", checks.methods,
+        f"comma list of importance methods: {', '.join(known_methods())}; act, wanda_sp, "
+        f"flap and maw_hybrid score by activations on calibration data, see --glu-calib-* "
+        f"(default: maw)", default="maw")
+    shapes: ShapeChoice = shape_field()  # --glu-shapes, --glu-depth-methods
+    levels: list[float] | None = option(
+        "--glu-levels", checks.levels,
+        "comma list of pruning percentages (default: each model's levels)")
+    round_tos: list[int] = option(
+        "--glu-round-to", checks.int_list(1, empty=[1]),
+        "comma list of kept-size roundings, e.g. 1,128 (default: 1)", default="1")
+    require_weights: bool = switch(
+        "--glu-require-weights",
+        "fail, instead of skip, when a model's weights cannot be had (default: off)")
+    require_baselines: bool = switch(
+        REQUIRE_FLAG,
+        "fail, instead of skip, every test that measures nothing for want of a baseline or "
+        "of weights, quality and speed (nightly CI) (default: off)")
+    models_dir: str | None = option(
+        "--glu-models-dir", checks.models_dir,
+        f"folder holding <model-name>/ saved models; also ${MODELS_DIR_ENV} "
+        f"(default: hub ids)")
+    device: str | None = option(
+        "--glu-device", checks.device,
+        "torch device for the suite (default: cuda when available, else cpu)")
     # --glu-calib-* given, as CalibrationSettings fields; the rest are each model's defaults
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = _calibration()
+
+    # ---------------------------------------------------------------- evaluation
+    limit: int | None = option(
+        "--glu-limit", checks.int_at_least(1),
+        "lm-eval limit: examples per task, for quick runs; recorded and compared with the "
+        "baseline's (default: none, full test sets)", type=int)
+    batch_size: int = option(
+        "--glu-batch-size", checks.int_at_least(1),
+        f"lm-eval batch size; changes scores slightly, so it is fixed and recorded "
+        f"(default: {EvalSettings.batch_size})", type=int, default=EvalSettings.batch_size)
+    chat_template: bool = switch(
+        "--glu-chat-template",
+        "apply the tokenizer's chat template (instruct models) (default: off, as the "
+        "published runs)")
+    update_baselines: bool = switch(
+        UPDATE_FLAG,
+        "rewrite the baseline values measured in this run and fail those tests, so a person "
+        "reviews the diff (default: off)")
+    z: float = option(
+        "--glu-z", checks.finite_at_least(0.0),
+        f"z of the accuracy bound max(abs_floor, z*sqrt(se_b^2+se_r^2)) "
+        f"(default: {Tolerance.z})", type=float, default=Tolerance.z)
+    tolerance: Tolerance = option(  # --glu-z with the perplexity tolerances
+        "--glu-ppl-tol", checks.ppl_tolerance,
+        f"relative perplexity tolerance: one number, or name=value pairs like "
+        f"'wikitext=0.05,lambada_openai=0.1' (default: {Tolerance.ppl_rel}, "
+        f"lambada_openai 0.1)")
+    cache_dir: Path = option(
+        "--glu-cache-dir", checks.cache_dir,
+        "result cache folder; runs resume from it (default: <rootdir>/.glu_cache)")
+    baselines_dir: Path = option(
+        "--glu-baselines-dir", checks.baselines_dir,
+        "folder of <model>.json baselines (default: <rootdir>/baselines)")
+
+    # ---------------------------------------------------------------- latency and energy
+    prompt_lens: list[int] | None = option(
+        "--glu-prompt-lens", checks.int_list(1),
+        "comma list of TTFT prompt lengths (default: 128,512,2048 on GPU, 128 on CPU)")
+    new_tokens: int | None = option(
+        "--glu-new-tokens", checks.int_at_least(2),  # TPOT divides by new tokens - 1
+        "tokens generated per TPOT/throughput call, EOS ignored (default: 64 on GPU, 4 on "
+        "CPU)", type=int)
+    perf_rounds: int | None = option(
+        "--glu-perf-rounds", checks.int_at_least(1),
+        "timed rounds per latency benchmark, after warm-up rounds (default: 10 after 2 on "
+        "GPU, 9 after 1 on CPU; a speedup's 95-percent interval needs 6 or more)", type=int)
+    perf_layers: int | None = option(
+        "--glu-perf-layers", checks.int_at_least(1),
+        "decoder layers of real model shapes in latency/energy runs (default: all on GPU, "
+        "2 on CPU; tiny-llama always whole)", type=int)
+    perf_dtype: str | None = option(
+        "--glu-perf-dtype", checks.dtype,
+        "dtype of latency/energy runs (default: bfloat16 on GPU, float32 on CPU)")
+    perf_tolerance: float = option(
+        "--glu-perf-tolerance", checks.finite_at_least(0.0),
+        f"relative regression allowed against this device's perf baseline "
+        f"(default: {PERF_TOLERANCE:g})", type=float, default=PERF_TOLERANCE)
+    device_name: str | None = option(
+        "--glu-device-name", checks.device_name,
+        "device name keying baselines/perf/<slug>.json (default: the detected GPU or CPU "
+        "model name)")
+    # --glu-device-map, --glu-max-memory, --glu-offload-folder: where every variant runs,
+    # for quality and speed alike (None: one device)
+    placement: Placement | None = placement_field()
+
+    # ---------------------------------------------------------------- results
+    report_dir: Path = option(
+        "--glu-report", checks.report_dir,
+        "folder for results.json and results.md, written when a test recorded numbers; "
+        "locked while a run uses it (default: results)", default="results", metavar="DIR")
+    plots: bool = option(
+        "--glu-plots", checks.plots,
+        "also write PNG charts into the --glu-report folder; needs matplotlib, the [plots] "
+        "extra (default: off)", default=False, action="store_true")
+
+    # ---------------------------------------------------------------- not options
+    verbose: int = 0  # pytest's -v count
+    raw: dict[str, Any] = field(default_factory=dict)  # the glu_* values as given
 
     def calibration_for(self, model: str) -> CalibrationSettings:
         """The calibration settings of ``model``'s data-driven variants."""
@@ -174,62 +180,42 @@ class Options:
 
     @classmethod
     def read(cls, config: pytest.Config) -> Options:
-        """Check and read ``config``'s options; ``pytest.UsageError`` (one line) on a bad one."""
-        root, cwd = Path(config.rootpath), Path(config.invocation_params.dir)
-        get = _with_ini(config)
+        """Parse and check ``config``'s options; ``pytest.UsageError`` (one line) on a bad one."""
         try:
-            user = check_options(get, root, cwd)
-            return cls.parse(get, root, cwd, vars(config.option), user)
+            return cls.parse(given(config), Path(config.rootpath),
+                             Path(config.invocation_params.dir), vars(config.option))
         except ValueError as exc:  # BadOption, or a ValueError whose message names the option
             raise pytest.UsageError(f"glu-prune: {exc}") from None
 
     @classmethod
-    def parse(cls, get: Get, root: Path, cwd: Path, option: dict[str, Any],
-              user: list[str] | None = None) -> Options:
-        """The values of checked options (``get`` as ``config.getoption``); ``user``: the
-        user's registered models (``--glu-model``, the models file)."""
-        return cls(
-            models=selected_models(parse_list(get("--glu-models")) or [], user or []) or None,
-            methods=parse_list(get("--glu-methods")) or ["maw"],
-            levels=parse_list(get("--glu-levels"), float),
-            round_tos=parse_list(get("--glu-round-to"), int) or [1],
-            require_weights=bool(get("--glu-require-weights")),
-            require_baselines=bool(get(REQUIRE_FLAG)),
-            models_dir=get("--glu-models-dir"), device=get("--glu-device"),
-            limit=get("--glu-limit"), batch_size=get("--glu-batch-size"),
-            chat_template=bool(get("--glu-chat-template")),
-            update_baselines=bool(get(UPDATE_FLAG)),
-            tolerance=Tolerance(z=get("--glu-z"), **parse_ppl_tol(get("--glu-ppl-tol"))),
-            cache_dir=Path(get("--glu-cache-dir") or root / ".glu_cache"),
-            baselines_dir=Path(get("--glu-baselines-dir") or root / "baselines"),
-            prompt_lens=parse_list(get("--glu-prompt-lens"), int),
-            new_tokens=get("--glu-new-tokens"), perf_rounds=get("--glu-perf-rounds"),
-            perf_layers=get("--glu-perf-layers"), perf_dtype=get("--glu-perf-dtype"),
-            perf_tolerance=get("--glu-perf-tolerance"), device_name=get("--glu-device-name"),
-            report_dir=Path(cwd, get("--glu-report")), plots=bool(get("--glu-plots")),
-            verbose=option.get("verbose", 0) or 0,
-            raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")},
-            calibration=_calibration_overrides(get))
+    def parse(cls, values: Mapping[str, Any], rootdir: Path, cwd: Path,
+              option: Mapping[str, Any] | None = None) -> Options:
+        """The options of raw ``values`` (option name -> value as pytest hands it over; an
+        absent name takes its declared default); ``option``: pytest's ``config.option``."""
+        values = {**{s.flag: s.default for s in all_specs(cls)}, **values}
+        option = dict(option or {})
+        parsed = Parsing(declared_fields(cls), values, rootdir, cwd).all()
+        return cls(**parsed, verbose=option.get("verbose", 0) or 0,
+                   raw={k: v for k, v in sorted(option.items()) if k.startswith("glu_")})
 
 
-def add_ini(parser: pytest.Parser) -> None:
-    """The ini keys: a kept models file (pytest.ini or [tool.pytest.ini_options])."""
-    parser.addini("glu_models_file", "TOML file of kept models (as --glu-models-file), "
-                  "relative to the rootdir", default=None)
+def add_options(parser: pytest.Parser) -> None:
+    """Every ``--glu-*`` option in one group, in ``Options``' field order (each help ends
+    with its default), and their ini keys."""
+    group = parser.getgroup("glu-prune", "GLU width pruning suite")
+    for spec in all_specs(Options):
+        if spec.ini:
+            parser.addini(spec.ini, spec.ini_help, default=None)
+        spec.declare(group)
 
 
-def _with_ini(config: pytest.Config) -> Get:
-    """``config.getoption``, with ``--glu-models-file`` falling back to its ini key."""
-    ini = config.getini("glu_models_file")
-
-    def get(name: str) -> Any:
-        value = config.getoption(name)
-        if name == "--glu-models-file" and value is None and ini:
-            return str(Path(config.rootpath, ini))
-        return value
-    return get
-
-
-def _calibration_overrides(get: Get) -> dict[str, Any]:
-    """The --glu-calib-* values given, by CalibrationSettings field."""
-    return calibration_overrides(lambda f: get(calib_option(f)), calib_option)
+def given(config: pytest.Config) -> dict[str, Any]:
+    """Each option's raw value in ``config``, read once; an unset option with an ini key
+    takes the key's path (relative to the rootdir)."""
+    values = {}
+    for spec in all_specs(Options):
+        value = config.getoption(spec.flag)
+        if value is None and spec.ini and config.getini(spec.ini):
+            value = str(Path(config.rootpath, config.getini(spec.ini)))
+        values[spec.flag] = value
+    return values

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class PerfSuite:
                     device=o.device, dtype=o.perf_dtype, models=o.models, levels=o.levels,
                     round_tos=o.round_tos, layers=o.perf_layers, prompt_lens=o.prompt_lens,
                     new_tokens=o.new_tokens, rounds=o.perf_rounds, tolerance=o.perf_tolerance)
+                self._settings = replace(self._settings, placement=o.placement)
             except (KeyError, ValueError) as exc:
                 raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
         return self._settings
@@ -92,8 +94,8 @@ class PerfSuite:
                                             tolerance=s.tolerance, update=o.update_baselines)
         except JudgingError as exc:  # a bad or old-format file: one line, every speed test
             pytest.fail(str(exc), pytrace=False)
-        ctx = PerfContext(s, PerfModels(s.device, s.torch_dtype, o.models_dir), baselines,
-                          require_baselines=o.require_baselines)
+        ctx = PerfContext(s, PerfModels(s.device, s.torch_dtype, o.models_dir, s.placement),
+                          baselines, require_baselines=o.require_baselines)
         if s.on_gpu:
             _attach_energy_meter(ctx)
         self.ctx = ctx
@@ -115,9 +117,18 @@ class PerfSuite:
             terminalreporter.write_line(line)
 
 
+def _metered_gpus(s: PerfSettings) -> list[int]:
+    """The GPUs whose energy counts: the device's, or under a placement every GPU it may
+    use (those --glu-max-memory names, else all visible), summed."""
+    if s.placement is None:
+        return [torch.device(s.device).index or 0]
+    gpus = s.placement.gpus
+    return list(range(torch.cuda.device_count())) if gpus is None else list(gpus)
+
+
 def _attach_energy_meter(ctx: PerfContext) -> None:
     try:
-        ctx.energy = EnergyMeter.open(torch.device(ctx.settings.device).index or 0)
+        ctx.energy = EnergyMeter.open_all(_metered_gpus(ctx.settings))
     except EnergyUnavailable as exc:
         ctx.energy_unavailable = str(exc)
         return

@@ -126,13 +126,15 @@ class PerfContext:
 
     def conditions(self, v: PerfVariant, row: Row) -> dict[str, Any]:
         """Every condition that changes ``row``'s number: the row's own (prompt length,
-        batch, ...), the run's (new tokens, decode prompt length, threads, dtype, depth) and
-        the software and device (torch, CUDA, device name, driver)."""
+        batch, ...), the run's (new tokens, decode prompt length, threads, dtype, depth,
+        placement over devices) and the software and device (torch, CUDA, device, driver)."""
         s, device = self.settings, self.baselines.device
         run = {"new_tokens": s.new_tokens, "decode_prompt_len": s.decode_prompt_len,
                "batch": s.batch, "threads": torch.get_num_threads(), "dtype": s.dtype,
                "layers": v.layers, "torch": torch.__version__, "cuda": torch.version.cuda,
                "device": device.name, "driver": device.driver}
+        if s.placement is not None:  # spread over devices: never compared with one device's
+            run["placement"] = s.placement.label
         own = {k: x for k, x in row.conditions.items()
                if x is None or isinstance(x, (str, int, float, bool))}
         return {**run, **own}
@@ -176,6 +178,8 @@ class PerfContext:
                    "kind": "energy" if row.benchmark.startswith("energy") else "latency",
                    "threads": None if self.settings.on_gpu else torch.get_num_threads(),
                    "test": getattr(node, "nodeid", None), **row.conditions}
+        if self.settings.placement is not None:
+            context["placement"] = self.settings.placement.label
         if isinstance(built, PerfModel):
             context.update(weights=built.weights,
                            intermediate_size=built.report.intermediate_size_after)
@@ -243,6 +247,9 @@ def summary_lines(ctx: PerfContext) -> list[str]:
     weights = sorted({r["weights"] for r in ctx.records if r.get("weights")})
     lines = [f"device: {b.device.name} (driver {b.device.driver}), {s.dtype}; "
              f"weights: {', '.join(weights) or 'n/a'} (speed does not depend on weight values)"]
+    if s.placement is not None:
+        lines.append(f"placement: {s.placement.label} (accelerate device map; energy summed "
+                     f"over its GPUs)")
     if b.pinned:
         lines.append(f"pinned {b.pinned} value(s) into {b.path}: review the diff")
     elif b.data is None:

@@ -42,7 +42,10 @@ def _registered(model: str, benchmark: str, metric: str) -> dict[str, Any]:
 
 
 def _architecture(vid: VariantId) -> dict[str, Any]:
-    """Intermediate size, expansion ratio and parameters of a registered variant."""
+    """Intermediate size, expansion ratio and parameters of a registered width variant
+    (other shapes: nothing; their reports carry theirs, and a width level's would be wrong)."""
+    if vid.shape != "width":
+        return {}
     arch = architecture(vid.model, vid.pct, vid.round_to)
     if not arch:
         return {}

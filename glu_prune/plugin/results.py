@@ -68,6 +68,8 @@ def suite_test_identity(item: pytest.Item) -> dict[str, Any] | None:
     bench = next((v.name for v in params.values() if hasattr(v, "task")
                   and hasattr(v, "name")), item.originalname.removeprefix("test_"))
     level = {k: getattr(variant, k) for k in ("pct", "round_to") if hasattr(variant, k)}
+    if getattr(variant, "shape", "width") == "depth":  # pct 0, yet not level 0: no width level
+        level.update(pct=None, shape="depth")
     return {"model": variant.model, "variant": variant.slug, "benchmark": bench,
             "test": plain_nodeid(item.nodeid), **level}
 

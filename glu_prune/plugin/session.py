@@ -23,6 +23,7 @@ from glu_prune.plugin import quality
 from glu_prune.plugin.gpus import pin_worker
 from glu_prune.plugin.options import Options
 from glu_prune.plugin.perf import PerfSuite
+from glu_prune.plugin.placement import refuse_under_xdist
 from glu_prune.plugin.results import ResultsCollector
 from glu_prune.plugin.unmeasured import unmeasured
 from glu_prune.plugin.variants import (BUILD_KEY, BuildCounter, LoadgroupGuard,
@@ -41,7 +42,7 @@ class GluSession:
         self.opts = opts
         self.variants = variants
         self.cache = VariantCache(device=opts.device, model_dir=opts.models_dir,
-                                  calibration=opts.calibration_for)
+                                  calibration=opts.calibration_for, placement=opts.placement)
         self.builds = BuildCounter()
         self.worker = hasattr(config, "workerinput")
         # the controller writes the results; xdist workers only send records
@@ -66,11 +67,13 @@ class GluSession:
                 raise pytest.UsageError(f"glu-prune: {exc}") from None
         opts = Options.read(config)  # after pinning: checking --glu-device may start CUDA
         PerfSuite.refuse_xdist(config)
+        refuse_under_xdist(config, opts.placement)
         # registered here so --strict-markers runs also work with -p no:xdist
         config.addinivalue_line("markers", XDIST_GROUP_MARKER)
         try:
             variants = select_variants(opts.models or all_model_names(), opts.methods,
                                        opts.levels, opts.round_tos, opts.calibration_for)
+            variants = opts.shapes.expand(variants, opts.calibration_for)
         except (KeyError, ValueError) as exc:
             raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None
         return cls(config, opts, variants)

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from glu_prune.plugin.results import skip_reason
-from glu_prune.results.markdown import reason_counts
+from glu_prune.plugin.results import SKIP_KEY, skip_reason
+from glu_prune.results.markdown import generic_reason, reason_counts
 
 MAX_REASON = 200  # characters of a reason on the console (results.md keeps all of it)
 
 
 def skip_lines(reports: Iterable[Any]) -> list[str]:
-    """``"<count> skipped: <reason>"`` per distinct reason, most frequent first."""
-    counts = reason_counts(_short(skip_reason(r)) for r in reports
-                           if getattr(r, "skipped", False))
+    """``"<count> skipped: <reason>"`` per distinct reason, most frequent first; a suite
+    test's own variant and benchmark read ``<variant>`` / ``<benchmark>`` (its id names
+    them), so one cause over many variants is one line, as in results.md."""
+    counts = reason_counts(_short(_reason(r)) for r in reports if getattr(r, "skipped", False))
     return [f"{n} skipped: {reason}" for reason, n in counts]
+
+
+def _reason(report: Any) -> str:
+    tagged = next((v for k, v in getattr(report, "user_properties", ()) if k == SKIP_KEY), None)
+    return generic_reason(tagged) if tagged is not None else skip_reason(report)
 
 
 def _short(reason: str) -> str:

@@ -15,7 +15,7 @@ import xdist
 
 from glu_prune.catalog.models import MODELS
 from glu_prune.core.loading import weights_obtainable
-from glu_prune.core.variants import VariantId
+from glu_prune.core.variants import SHAPES, VariantId
 from glu_prune.evaluation import PreflightError, check_ifeval_resources
 from glu_prune.plugin.quality import PARAM_BY_KIND
 from glu_prune.plugin.results import plain_nodeid
@@ -33,9 +33,11 @@ def all_model_names() -> list[str]:
 
 
 def order_key(vid: VariantId, model_order: Iterable[str]) -> tuple:
-    """Sort key that keeps models in registry order and levels ascending."""
+    """Sort key that keeps models in registry order, level 0 first, then per shape (width,
+    depth, global) levels ascending (depth: layers removed)."""
     order = {m: i for i, m in enumerate(model_order)}
-    return (order.get(vid.model, len(order)), vid.pct, vid.method, vid.round_to)
+    return (order.get(vid.model, len(order)), not vid.is_base, SHAPES.index(vid.shape),
+            vid.pct, vid.layers, vid.method, vid.round_to)
 
 
 def variant_of(item: pytest.Item) -> VariantId | None:

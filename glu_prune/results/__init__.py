@@ -2,8 +2,8 @@
 merging shards and the folder's lock. Never imports pytest.
 
 Order of the modules (each imports only those before it): record -> lookup -> runs ->
-files -> merge, lock -> format -> analysis -> tables -> perf_tables -> plots ->
-markdown -> writing.
+files -> merge, lock -> format -> analysis -> tables -> perf_tables -> equal_params ->
+plots -> shape_plot -> markdown -> writing.
 """
 
 from glu_prune.results.analysis import regressions

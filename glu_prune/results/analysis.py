@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
 
 from glu_prune.results.format import quality_change
 from glu_prune.results.lookup import (benchmark_key, chance_level, metric_key, registry_size,
@@ -75,7 +75,7 @@ def several_methods(records: Sequence[Record]) -> bool:
 
 def level_zero_records(records: Sequence[Record]) -> dict[tuple[str, str], Record]:
     """Level-0 record per (benchmark, metric): what every change is measured against."""
-    return {(r.benchmark, r.metric): r for r in records if r.pct == 0}
+    return {(r.benchmark, r.metric): r for r in records if r.pct == 0 and r.shape == "width"}
 
 
 def by_variant(records: Sequence[Record]) -> dict[VariantKey, dict[tuple[str, str], Record]]:
@@ -95,34 +95,44 @@ def chance_benchmarks(records: Sequence[Record]) -> list[str]:
     return [b for b, m in main if at_chance(refs.get((b, m)))]
 
 
-def benchmark_changes(records: Sequence[Record]) -> dict[VariantKey, dict[str, float]]:
-    """Per variant: benchmark -> mean quality change over its metrics (vs level 0, else
-    vs baseline). Level 0 itself is left out, and so are benchmarks at chance at level 0."""
+def unpruned(r: Record) -> bool:
+    """Whether ``r`` measures level 0 (or names no level): what changes are measured against,
+    never a change itself. A depth record's pct is None, yet it is pruned."""
+    return r.shape == "width" and not r.pct
+
+
+def benchmark_changes(records: Sequence[Record], key: Callable[[Record], Hashable] = variant_key
+                      ) -> dict[Hashable, dict[str, float]]:
+    """Per variant (``key``: (pct, method, round_to), or e.g. the slug): benchmark -> mean
+    quality change over its metrics (vs level 0, else vs baseline). Level 0 itself is left
+    out, and so are benchmarks at chance at level 0."""
     recs = [r for r in records if r.kind in QUALITY_KINDS]
     refs, noise = level_zero_records(recs), set(chance_benchmarks(recs)) if recs else set()
-    out: dict[VariantKey, dict[str, list[float]]] = {}
+    out: dict[Hashable, dict[str, list[float]]] = {}
     for r in recs:
-        if not r.pct or r.benchmark in noise:
+        if unpruned(r) or r.benchmark in noise:
             continue
         ref = refs.get((r.benchmark, r.metric))
         ref_value = ref.value if ref is not None else r.baseline
         change = quality_change(r.value, ref_value, r.direction) if ref_value else None
         if change is not None:
-            out.setdefault(variant_key(r), {}).setdefault(r.benchmark, []).append(change)
+            out.setdefault(key(r), {}).setdefault(r.benchmark, []).append(change)
     return {k: {b: sum(v) / len(v) for b, v in d.items()} for k, d in out.items()}
 
 
-def group_means(records: Sequence[Record]) -> dict[VariantKey, dict[str, float]]:
-    """Per variant: group ("fragile", "robust", "all") -> mean relative change."""
+def group_means(records: Sequence[Record], key: Callable[[Record], Hashable] = variant_key
+                ) -> dict[Hashable, dict[str, float]]:
+    """Per variant (``key`` as in :func:`benchmark_changes`): group ("fragile", "robust",
+    "all") -> mean relative change."""
     groups = {r.benchmark: r.group for r in records if r.group}
     out = {}
-    for key, changes in benchmark_changes(records).items():
+    for variant, changes in benchmark_changes(records, key).items():
         means = {}
         for g in ("fragile", "robust", None):
             vals = [c for b, c in changes.items() if g is None or groups.get(b) == g]
             if vals:
                 means[g or "all"] = sum(vals) / len(vals)
-        out[key] = means
+        out[variant] = means
     return dict(sorted(out.items()))
 
 

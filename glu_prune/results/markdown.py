@@ -8,6 +8,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Sequence
 
+from glu_prune.results import equal_params
 from glu_prune.results.analysis import by_model, chance_benchmarks, count_line, regressions
 from glu_prune.results.format import level_label, render
 from glu_prune.results.lookup import benchmark_key, model_index
@@ -75,7 +76,7 @@ def skipped_line(run: dict[str, Any]) -> str:
     skipped = run.get("skipped") or []
     if not skipped:
         return ""
-    counts = reason_counts(_short(_generic_reason(s)) for s in skipped)
+    counts = reason_counts(_short(generic_reason(s)) for s in skipped)
     causes = [reason if len(counts) == 1 else f"{n} × {reason}" for reason, n in counts[:3]]
     if len(counts) > 3:
         causes.append(f"{len(counts) - 3} other reason(s), see below")
@@ -94,7 +95,7 @@ def _short(reason: str) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
-def _generic_reason(skip: dict[str, Any]) -> str:
+def generic_reason(skip: dict[str, Any]) -> str:
     """A skip's reason with its own variant and benchmark named generically, so the same
     cause over many tests reads as one line."""
     reason = str(skip.get("reason") or "skipped")
@@ -125,7 +126,7 @@ def not_run_lines(model: str, records: Sequence[Record], runs: Sequence[dict[str
         bench = str(skip.get("benchmark", ""))
         if skip.get("model") != model or (skip.get("variant"), family(bench)) in measured:
             continue
-        group = groups.setdefault(_generic_reason(skip), defaultdict(set))
+        group = groups.setdefault(generic_reason(skip), defaultdict(set))
         group["tests"].add(skip.get("test") or "?")
         group["benchmarks"].add(bench)
         level = _level_of(skip)
@@ -149,9 +150,10 @@ def _unmeasured_models(records: Sequence[Record], runs: Sequence[dict[str, Any]]
     return sorted(selected - have, key=lambda m: (model_index(m), m))
 
 
-def _model_section(model: str, recs: Sequence[Record], runs: Runs,
+def _model_section(model: str, every: Sequence[Record], runs: Runs,
                    architectures: dict[str, str]) -> list[str]:
-    lines = [f"## {model}", "", count_line(recs), ""]
+    lines = [f"## {model}", "", count_line(every), ""]
+    recs = [r for r in every if r.shape == "width"]  # the level tables are width's
     skipped = not_run_lines(model, recs, runs.runs)
     lines += [f"- {line}" for line in skipped] + ([""] if skipped else [])
     arch = render(architecture_table(model, recs))
@@ -172,7 +174,8 @@ def _model_section(model: str, recs: Sequence[Record], runs: Runs,
         lines += ["### Performance", "", PERF_LEGEND, ""]
         for conditions, table in perf:
             lines += [f"#### {conditions}", "", render(table), ""]
-    regs = regressions(recs)
+    lines += equal_params.section(model, every, render)
+    regs = regressions(every)
     if regs:
         lines += ["### Regressions", ""] + [f"- {line}" for line in regs] + [""]
     return lines
@@ -215,7 +218,7 @@ def terminal_summary(records: Sequence[Record]) -> list[str]:
     for model, recs in by_model(records).items():
         n_reg = sum(r.verdict == "regression" for r in recs)
         out.append(f"{model}: {len(recs)} records, {n_reg} regression(s)")
-        table = group_table(recs)
+        table = group_table([r for r in recs if r.shape == "width"])  # per width level
         if table[1]:
             out += render(table, "simple").splitlines()
         out += [f"  REG {line}" for line in regressions(recs)]

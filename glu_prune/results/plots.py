@@ -258,7 +258,8 @@ def write_plots(records: Sequence[Record], out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for model, recs in by_model(records).items():
+    for model, every in by_model(records).items():
+        recs = [r for r in every if r.shape == "width"]  # the level charts are width's
         for name, draw in FIGURES:
             fig = draw(model, recs)
             if fig is not None:

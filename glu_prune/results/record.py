@@ -23,6 +23,7 @@ SPEED_KINDS = ("latency", "energy")
 KIND_ORDER = ("invariant", "accuracy", "perplexity", "latency", "energy")
 KINDS = KIND_ORDER + ("other",)
 DIRECTIONS = ("higher", "lower")
+SHAPES = ("width", "depth", "global")  # glu_prune.core.variants.SHAPES (no import: see above)
 
 _FLOATS = ("value", "stderr", "baseline", "baseline_stderr", "bound", "ideal", "expansion_ratio",
            "pct")
@@ -57,6 +58,9 @@ class Record:
     verdict: str | None = None  # None: shown, not judged
     ideal: float | None = None  # ideal speedup (perf records)
     test: str | None = None  # the pytest node id that recorded it
+    # what the variant cut (a depth record's pct is None: no width level describes it;
+    # its layers removed, and the removed indices, are in extra)
+    shape: str = "width"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +77,9 @@ class Record:
             raise ValueError(f"record round_to must be an integer, got None in {self._short()}")
         _one_of("verdict", self.verdict, VERDICTS, self)
         _one_of("direction", self.direction, DIRECTIONS, self)
+        if self.shape not in SHAPES:
+            raise ValueError(f"record shape must be one of {SHAPES}, got {self.shape!r} "
+                             f"in {self._short()}")
         if self.kind not in KINDS:
             raise ValueError(f"record kind must be one of {KINDS}, got {self.kind!r} "
                              f"in {self._short()}")
@@ -99,9 +106,13 @@ class Record:
                       "baseline_stderr": verdict.baseline_stderr, "bound": verdict.bound}
             if getattr(verdict, "detail", ""):
                 extra["verdict_detail"] = verdict.detail
+        shape = getattr(variant, "shape", "width")
+        if shape == "depth":
+            extra.setdefault("layers_removed", variant.layers)
         return cls(model=variant.model, variant=variant.slug, method=variant.method,
-                   pct=variant.pct, round_to=variant.round_to, benchmark=benchmark,
-                   metric=metric, value=value, kind=kind, **judged, **fields, extra=extra)
+                   pct=None if shape == "depth" else variant.pct, round_to=variant.round_to,
+                   benchmark=benchmark, metric=metric, value=value, kind=kind, shape=shape,
+                   **judged, **fields, extra=extra)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:

@@ -17,6 +17,7 @@ from glu_prune.results.markdown import (incomplete_banner, markdown, skipped_lin
                                         terminal_summary)
 from glu_prune.results.plots import write_plots
 from glu_prune.results.record import Record
+from glu_prune.results.shape_plot import write_shape_plots
 from glu_prune.results.runs import accumulate, new_run_id, stamp
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def write_results(records: Sequence[Record], out_dir: str | os.PathLike,
         with open(step_summary, "a", encoding="utf-8") as fh:
             fh.write(text + "\n")
     if plots:
-        paths += write_plots(records, out)
+        paths += write_plots(records, out) + write_shape_plots(records, out)
     LOG.info("results written to %s", out)
     return paths
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from glu_prune.plugin.results import SKIP_KEY
 from glu_prune.plugin.skips import MAX_REASON, skip_lines
 
 SKIPPING = """
@@ -50,6 +51,19 @@ def test_skip_lines_count_each_reason_once_most_frequent_first():
     assert skip_lines(reports) == ["2 skipped: a", "1 skipped: b", "1 skipped: two lines"]
     [long] = skip_lines([_skipped("x" * 500)])
     assert len(long) == len("1 skipped: ") + MAX_REASON and long.endswith("…")
+
+
+def test_skip_lines_name_a_suite_tests_own_variant_and_benchmark_generically():
+    def tagged(slug: str, bench: str) -> SimpleNamespace:
+        reason = f"no baseline for {slug} / {bench} in baselines/m.json (not pinned yet)"
+        report = _skipped(reason)
+        report.user_properties = [(SKIP_KEY, {"variant": slug, "benchmark": bench,
+                                              "reason": reason})]
+        return report
+    reports = [tagged(f"m-maw-p{p}", b) for p in (0, 10, 20) for b in ("wikitext", "lambada")]
+    assert skip_lines(reports + [_skipped("other")]) == [
+        "6 skipped: no baseline for <variant> / <benchmark> in baselines/m.json (not pinned yet)",
+        "1 skipped: other"]
 
 
 def test_the_project_asks_pytest_for_failures_and_errors_only():

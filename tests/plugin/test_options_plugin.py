@@ -57,6 +57,17 @@ BAD = [
      "ERROR: glu-prune: --glu-perf-tolerance=nan: valid: a finite number >= 0"),
     (["--glu-update-baselines", "--glu-baselines-dir=afile/sub"],
      "ERROR: glu-prune: --glu-baselines-dir=afile/sub: a file, not a folder (*afile is); *"),
+    # the placement options (issue 24), in the space form and the = form
+    (["--glu-device-map", "pipeline"],
+     "ERROR: glu-prune: --glu-device-map=pipeline: unknown device map; valid: auto, balanced, "
+     "balanced_low_0, sequential"),
+    (["--glu-device-map=auto", "--glu-max-memory", "cpu=lots"],
+     "ERROR: glu-prune: --glu-max-memory=cpu=lots: 'lots' is not a size; valid: device=size "
+     "pairs such as 0=70GiB,1=70GiB,cpu=200GiB (GPU index or cpu)"),
+    (["--glu-device-map=auto", "--glu-max-memory=0=70GiB,0=1GiB"],
+     "ERROR: glu-prune: --glu-max-memory=0=70GiB,0=1GiB: device '0' is given twice; *"),
+    (["--glu-offload-folder", "afile"],
+     "ERROR: glu-prune: --glu-offload-folder=afile: needs --glu-device-map; *"),
 ]
 
 
@@ -85,6 +96,16 @@ def test_good_options_still_run(marking_suite):
                                             "--glu-cache-dir=new/cache", "--glu-report=out")
     res.assert_outcomes(passed=1)
     assert (marking_suite.path / "built").read_text() == "tiny-llama-maw-p0"
+
+
+def test_a_placement_runs_and_refuses_xdist(marking_suite):
+    args = ["--glu-models=tiny-llama", "--glu-levels=0", "--glu-device-map", "sequential",
+            "--glu-max-memory=cpu=4MB", "--glu-offload-folder", "offload"]
+    marking_suite.runpytest_inprocess(*args).assert_outcomes(passed=1)
+    res = marking_suite.runpytest_inprocess("-p", "xdist", "-n", "2", *args)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["ERROR: glu-prune: --glu-device-map spreads one model over "
+                              "several devices and -n pins one GPU per worker: run without -n"])
 
 
 def test_bad_option_stops_an_xdist_run_in_the_controller(marking_suite):

@@ -19,8 +19,10 @@ from transformers import AutoModelForCausalLM
 from glu_prune import expansion_table, get_model_spec, load_model, prune_glu_mlp
 from glu_prune.core.importance import SCORERS
 from glu_prune.catalog.models import make_config
-from glu_prune.core.mlps import down_linear, gate_up_weights
-from glu_prune.core.prune import glu_mlps, plan_pruning
+from glu_prune.core.arithmetic import kept_count
+from glu_prune.core.matching import depth_param_count, width_param_count
+from glu_prune.core.mlps import decoder_layers, down_linear, gate_up_weights, width_of
+from glu_prune.core.prune import count_params, glu_mlps, plan_pruning
 
 pytestmark = pytest.mark.invariants
 
@@ -58,7 +60,7 @@ def _logits(model, ids) -> torch.Tensor:
 # ---------------------------------------------------------------- per variant
 
 
-def test_variant_shapes_and_counts(variant):
+def _width_counts(variant) -> None:
     """Every layer keeps k neurons, the config says k, and counts match the expansion table."""
     k = variant.report.intermediate_size_after
     for mlp in glu_mlps(variant.model):  # split or fused, as the family describes it
@@ -70,6 +72,41 @@ def test_variant_shapes_and_counts(variant):
                            round_to=variant.round_to)
     assert row["intermediate_size"] == k
     assert row["total_params"] == variant.report.total_params_after
+
+
+def _depth_counts(variant) -> None:
+    """``layers`` whole layers fewer, in the module list and the config; every MLP whole;
+    the parameters the config-only arithmetic predicts (what equal-parameter matching used)."""
+    config = make_config(variant.id.model)
+    left = config.num_hidden_layers - variant.id.layers
+    assert len(decoder_layers(variant.model)) == variant.model.config.num_hidden_layers == left
+    assert len(variant.report.removed_layers) == variant.id.layers
+    assert all(width_of(m) == config.intermediate_size for m in glu_mlps(variant.model))
+    assert count_params(variant.model) == variant.report.total_params_after == \
+        depth_param_count(config, variant.id.layers)
+
+
+def _global_counts(variant) -> None:
+    """Per-layer widths as reported, the same total neurons as uniform width at the level,
+    hence exactly its parameter count."""
+    config = make_config(variant.id.model)
+    widths = [width_of(m) for m in glu_mlps(variant.model)]
+    k = kept_count(config.intermediate_size, pct=variant.pct, round_to=variant.round_to)
+    # a report names per-layer widths only when they differ (an allocation may be uniform)
+    assert widths == (variant.report.layer_widths or [k] * len(widths))
+    assert sum(widths) == k * config.num_hidden_layers
+    assert count_params(variant.model) == variant.report.total_params_after
+    if not variant.report.compensated:  # a compensating method adds down_proj biases
+        assert variant.report.total_params_after == width_param_count(
+            config, variant.pct, variant.round_to)
+
+
+SHAPE_COUNTS = {"width": _width_counts, "depth": _depth_counts, "global": _global_counts}
+
+
+def test_variant_shapes_and_counts(variant):
+    """The variant has the sizes and parameter count its shape and level say."""
+    SHAPE_COUNTS[variant.id.shape](variant)
 
 
 # ---------------------------------------------------------------- logits

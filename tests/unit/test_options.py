@@ -1,23 +1,29 @@
-"""The up-front option check: every --glu-* value is validated, each error is one line."""
+"""The options, parsed once: every --glu-* value is checked by its one parser, each error is
+one line, and the rest of the plugin reads the resulting ``Options``."""
 
 from __future__ import annotations
 
 import math
 import os
 import sys
+from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from glu_prune.judging import Tolerance
-from glu_prune.plugin.options import (FLAGS, BadOption, Options, check_options,
-                                      parse_ppl_tol)
+from glu_prune.plugin.option_spec import all_specs, declared_fields
+from glu_prune.plugin.options import BadOption, Options, parse_ppl_tol
+from glu_prune.plugin.perf import PerfSuite
+
+pytest_plugins = ["pytester"]
 
 
-def run_check(tmp_path: Path, **given) -> None:
-    """check_options with ``given`` (``glu_z=-1.0`` style names) and nothing else set."""
+def run_check(tmp_path: Path, **given) -> Options:
+    """Options of ``given`` (``glu_z=-1.0`` style names), the rest at their defaults."""
     values = {f"--{k.replace('_', '-')}": v for k, v in given.items()}
-    check_options(values.get, tmp_path, tmp_path)
+    return Options.parse(values, tmp_path, tmp_path)
 
 
 # (option values as argparse hands them over, what the one line must say)
@@ -96,31 +102,14 @@ def test_calibration_options_reach_every_model_s_settings(tmp_path):
     text.write_text("some calibration text\n" * 50)
     values = {"--glu-calib-source": str(text), "--glu-calib-sequences": 4,
               "--glu-calib-length": 64, "--glu-calib-seed": 3}
-    opts = Options.parse(lambda name: values.get(name, DEFAULTS.get(name)), tmp_path, tmp_path, {})
+    opts = Options.parse(values, tmp_path, tmp_path)
     tiny, real = opts.calibration_for("tiny-llama"), opts.calibration_for("llama-3.2-1b-instruct")
     assert (tiny.n_sequences, tiny.seq_len, tiny.seed, tiny.batch_size) == (4, 64, 3, 8)
     assert tiny.source.tag == real.source.tag and real.chat_template and not tiny.chat_template
-    unset = Options.parse(lambda name: DEFAULTS.get(name), tmp_path, tmp_path, {})
+    unset = Options.parse({}, tmp_path, tmp_path)
     assert unset.calibration_for("tiny-llama").tag == "c-tinycorpus-n128-l256-b8-s0"
     assert unset.calibration_for("llama-3.2-1b").tag == "c-c4-n128-l2048-b8-s0"
 
-
-DEFAULTS = {"--glu-methods": "maw", "--glu-round-to": "1", "--glu-z": 2.0,
-            "--glu-report": "results", "--glu-perf-tolerance": 0.1, "--glu-batch-size": 1}
-
-
-def test_every_glu_option_is_checked_or_a_flag(pytestconfig, tmp_path):
-    """A new --glu-* option fails this test until options.py reads it (or lists it as a flag)."""
-    read: list[str] = []
-
-    def get(name: str):
-        read.append(name)
-        return None
-
-    check_options(get, tmp_path, tmp_path)
-    options = {k for k in vars(pytestconfig.option) if k.startswith("glu_")}
-    covered = {n.lstrip("-").replace("-", "_") for n in [*read, *FLAGS]}
-    assert options and options <= covered, sorted(options - covered)
 
 
 @pytest.mark.parametrize("option", ["glu_cache_dir", "glu_report"])
@@ -191,3 +180,99 @@ def test_ppl_tol_parses_numbers_and_known_names():
 def test_tolerance_rejects_what_would_disable_or_invert_the_gate(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Tolerance(**kwargs)
+
+
+# ---------------------------------------------------------------- parsed once, in one place
+
+
+def test_every_glu_option_is_declared_by_one_field_of_options(pytestconfig):
+    """Each --glu-* option pytest knows is declared once, by a field of ``Options`` (its
+    parser beside it), and every field but the two run facts is filled from options."""
+    specs = all_specs(Options)
+    dests = [s.dest for s in specs]
+    assert len(dests) == len(set(dests))  # no option declared twice
+    known = {k for k in vars(pytestconfig.option) if k.startswith("glu_")}
+    assert known and known == set(dests), sorted(known ^ set(dests))
+    unfilled = {f.name for f in fields(Options)} - set(declared_fields(Options))
+    assert unfilled == {"verbose", "raw"}
+
+
+def test_unset_options_take_their_declared_defaults(tmp_path):
+    opts = Options.parse({}, tmp_path, tmp_path)
+    assert (opts.methods, opts.round_tos, opts.batch_size, opts.perf_tolerance) == (
+        ["maw"], [1], 16, 0.1)
+    assert opts.tolerance == Tolerance() and opts.report_dir == tmp_path / "results"
+    assert opts.cache_dir == tmp_path / ".glu_cache" and opts.calibration == {}
+
+
+# (argument, value): one of each kind of option - text, comma list, int, float, a value
+# holding "=", a repeatable path, an on/off flag (None), a calibration option
+SPACED = [("--glu-models", "tiny-llama"), ("--glu-levels", "0,40"), ("--glu-round-to", "1,64"),
+          ("--glu-z", "1.5"), ("--glu-ppl-tol", "wikitext=0.2"), ("--glu-limit", "5"),
+          ("--glu-new-tokens", "3"), ("--glu-perf-dtype", "float32"),
+          ("--glu-perf-tolerance", "0.2"), ("--glu-calib-sequences", "4"),
+          ("--glu-report", "out"), ("--glu-chat-template", None)]
+
+
+def test_an_option_with_a_space_and_with_equals_parse_the_same(pytester):
+    spaced = [x for arg, value in SPACED for x in (arg, value) if x is not None]
+    joined = [arg if value is None else f"{arg}={value}" for arg, value in SPACED]
+    a = Options.read(pytester.parseconfig(*spaced))
+    b = Options.read(pytester.parseconfig(*joined))
+    assert a == b
+    assert (a.levels, a.round_tos, a.tolerance.z, a.limit, a.calibration) == (
+        [0.0, 40.0], [1, 64], 1.5, 5, {"n_sequences": 4})
+    assert a.tolerance.ppl_rel_by_benchmark["wikitext"] == 0.2 and a.chat_template
+    errors = []
+    for args in (["--glu-ppl-tol", "wikitext=nan"], ["--glu-ppl-tol=wikitext=nan"]):
+        with pytest.raises(pytest.UsageError) as err:
+            Options.read(pytester.parseconfig(*args))
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] == ("glu-prune: --glu-ppl-tol=wikitext=nan: 'nan' is not a "
+                                      "tolerance; valid: a finite number >= 0, e.g. 0.05")
+
+
+def test_each_option_is_read_from_pytest_once_per_session(pytester, monkeypatch):
+    """A run that parametrizes quality variants and latency models reads every --glu-*
+    option from pytest exactly once (in ``Options.read``): the latency/energy settings,
+    the variant matrix and the results collector all read the one ``Options``."""
+    reads: Counter[str] = Counter()
+    parses: list[Options] = []
+    getoption, parse = pytest.Config.getoption, Options.parse.__func__
+
+    def counting_getoption(config, name, *args, **kwargs):
+        if config is not outer and str(name).lstrip("-").startswith("glu"):
+            reads[name] += 1
+        return getoption(config, name, *args, **kwargs)
+
+    def counting_parse(cls, *args, **kwargs):
+        parses.append(parse(cls, *args, **kwargs))
+        return parses[-1]
+
+    outer = pytester._request.config
+    monkeypatch.setattr(pytest.Config, "getoption", counting_getoption)
+    monkeypatch.setattr(Options, "parse", classmethod(counting_parse))
+    pytester.makepyfile(test_both="def test_v(variant):\n    pass\n\n\n"
+                                  "def test_p(perf_model):\n    pass\n")
+    res = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider",
+                                       "--glu-models=tiny-llama", "--glu-levels=0,40",
+                                       "--glu-perf-rounds=3", "--glu-prompt-lens=16")
+    assert res.ret == 0, res.stdout.str()
+    res.stdout.fnmatch_lines(["*test_p?tiny-llama-maw-p40*", "*test_v?tiny-llama-maw-p40*"])
+    assert len(parses) == 1 and parses[0].perf_rounds == 3
+    assert reads == {s.flag: 1 for s in all_specs(Options)}
+
+
+def test_latency_settings_are_made_from_the_options_object(tmp_path):
+    """No second parse: ``PerfSuite`` fills device defaults into the checked values only."""
+    opts = Options.parse({"--glu-device": "cpu", "--glu-models": "tiny-llama",
+                          "--glu-levels": "40", "--glu-round-to": "1,64",
+                          "--glu-prompt-lens": "16,32", "--glu-new-tokens": 3,
+                          "--glu-perf-rounds": 7, "--glu-perf-layers": 2,
+                          "--glu-perf-dtype": "bfloat16", "--glu-perf-tolerance": 0.25},
+                         tmp_path, tmp_path)
+    s = PerfSuite(opts).settings()
+    assert (s.device, s.dtype, s.prompt_lens, s.new_tokens, s.rounds, s.tolerance) == (
+        "cpu", "bfloat16", (16, 32), 3, 7, 0.25)
+    assert [(v.slug, v.layers) for v in s.variants] == [
+        ("tiny-llama-maw-p0", 2), ("tiny-llama-maw-p40", 2), ("tiny-llama-maw-p40-r64", 2)]

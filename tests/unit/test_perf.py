@@ -53,11 +53,10 @@ def test_depth_full_on_gpu_reduced_for_real_shapes_on_cpu():
     assert resolve_layers("llama-3.2-1b", None, "cuda") == 16
     assert resolve_layers("tiny-llama", None, "cpu") == 4
     assert resolve_layers("llama-3.2-1b", 40, "cpu") == 16  # capped at full depth
-    with pytest.raises(ValueError, match="--glu-perf-layers must be a positive integer, got 0"):
-        resolve_layers("llama-3.2-1b", 0, "cpu")
+    # --glu-perf-layers=0 is refused once, by the plugin's Options (tests/unit/test_options.py)
 
 
-def test_settings_defaults_and_bad_values():
+def test_settings_defaults_and_unknown_models():
     s = resolve_settings(device="cpu")
     assert (s.dtype, s.prompt_lens, s.new_tokens, s.rounds, s.warmup) == \
         ("float32", (128,), 4, 9, 1)  # 9 paired rounds: a 95 % interval of the median
@@ -69,12 +68,8 @@ def test_settings_defaults_and_bad_values():
     assert {v.layers for v in g.variants} == {16}
     assert resolve_settings(device="cpu", prompt_lens=[512, 2048]).prompt_lens_for(
         "tiny-llama") == (512,)  # tiny's positions stop at 1024
-    with pytest.raises(ValueError, match="--glu-perf-dtype must be a torch dtype name.*'fp8x'"):
-        resolve_settings(device="cpu", dtype="fp8x")
-    with pytest.raises(ValueError, match="--glu-new-tokens must be >= 2"):
-        resolve_settings(device="cpu", new_tokens=1)
-    with pytest.raises(ValueError, match="--glu-prompt-lens entries must be a positive"):
-        resolve_settings(device="cpu", prompt_lens=[0])
+    # bad dtypes, prompt lengths, token and round counts are refused once, by the plugin's
+    # Options, before these settings are made (tests/unit/test_options.py)
     with pytest.raises(KeyError, match="unknown model 'llama-9b'"):
         resolve_settings(device="cpu", models=["llama-9b"])
 
@@ -441,6 +436,18 @@ def _run(pytester, *args, k="p0 or p40-L or p40]"):
         "--benchmark-only", "--glu-models", "tiny-llama",
         "--glu-baselines-dir", "baselines", "--glu-device-name", "Test CPU",
         "--glu-perf-rounds", "1", "--glu-report", "out", "-k", k, "-rsf", *args)
+
+
+def test_efficiency_floor_is_asserted_without_a_speed_baseline(suite, monkeypatch):
+    # The floor is a rule of its own: a missing baseline (a skip) must not hide it. On CPU
+    # the real rule holds nothing, so hold every variant to an impossible 100x of ideal.
+    import glu_prune.judging
+    monkeypatch.setattr(glu_prune.judging, "prefill_efficiency_floor",
+                        lambda *args: None if args[2] == 0 else 100.0)
+    res = _run(suite, "test_copy_latency.py", k="ttft and p40-L")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*tiny-llama-maw-p40 prefill@128: speedup * of the FLOP-ideal "
+                              "*, below 100.0*"])
 
 
 def test_latency_suite_records_pins_and_catches_a_regression(suite):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from glu_prune.cli import build_parser
-from glu_prune.plugin.checks import check_methods
+from glu_prune.plugin.checks import methods as parse_methods
 
 ROOT = Path(__file__).parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -97,8 +97,8 @@ def test_nightly_can_compare_methods():
     its description suggests are valid method lists."""
     nightly = _load(ROOT / ".github/workflows/nightly.yml")
     methods = nightly["on"]["workflow_dispatch"]["inputs"]["methods"]
-    check_methods(methods["default"])
-    check_methods(re.search(r"e\.g\. (\S+)", methods["description"])[1])
+    parse_methods("--glu-methods", methods["default"])
+    parse_methods("--glu-methods", re.search(r"e\.g\. (\S+)", methods["description"])[1])
     assert "inputs.methods" in nightly["env"]["GLU_METHODS"]
     accuracy = next(s for s in nightly["jobs"]["nightly"]["steps"] if s.get("id") == "accuracy")
     assert '--glu-methods "$GLU_METHODS"' in accuracy["run"]
