@@ -8,6 +8,7 @@ saves a seeded random-weight model with ``save_pretrained`` and returns the fold
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from glu_prune.catalog.families import FAMILIES
+from glu_prune.core.mlps import down_linear, glu_mlps
 
 # One small shape for all: 2 layers, hidden 64, 4 query / 2 key-value heads of 16, width 96.
 _COMMON: dict[str, Any] = {
@@ -79,3 +81,21 @@ def token_batches(n: int = 3, seq: int = 12, seed: int = 1) -> list[torch.Tensor
     """Calibration / input token ids of the tiny vocabulary (ids above the special ones)."""
     gen = torch.Generator().manual_seed(seed)
     return [torch.randint(3, 128, (2, seq), generator=gen) for _ in range(n)]
+
+
+def logits(model, ids: torch.Tensor) -> torch.Tensor:
+    """The model's logits for ``ids``, without gradients."""
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def zeroed(model, kept: list[list[int]]):
+    """A copy of ``model`` whose removed neurons' down columns are zero (per layer, the
+    neurons not in ``kept[i]``): what pruning must equal."""
+    out = copy.deepcopy(model)
+    for mlp, idx in zip(glu_mlps(out), kept):
+        removed = torch.ones(down_linear(mlp).in_features, dtype=torch.bool)
+        removed[idx] = False
+        with torch.no_grad():
+            down_linear(mlp).weight[:, removed] = 0
+    return out

@@ -11,8 +11,8 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from glu_families import FAMILY_NAMES, family_config, family_model, save_family_model, \
-    token_batches
+from glu_families import (FAMILY_NAMES, family_config, family_model, logits,
+                          save_family_model, token_batches, zeroed)
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from glu_prune.catalog.families import FAMILIES, UnsupportedFamily, family_of, set_depth
@@ -21,24 +21,8 @@ from glu_prune.cli import main
 from glu_prune.core.arithmetic import config_param_count, expansion_table
 from glu_prune.core.calibration import collect_stats
 from glu_prune.core.loading import ArchitectureMismatch, check_architecture
-from glu_prune.core.mlps import down_linear, glu_mlps, layout_of
+from glu_prune.core.mlps import glu_mlps, layout_of
 from glu_prune.core.prune import count_params, prune_glu_mlp
-
-
-def _logits(model, ids: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(ids).logits
-
-
-def _zeroed(model, kept: list[list[int]]):
-    """A copy of ``model`` whose removed neurons' down columns are zero."""
-    zeroed = copy.deepcopy(model)
-    for mlp, idx in zip(glu_mlps(zeroed), kept):
-        removed = torch.ones(down_linear(mlp).in_features, dtype=torch.bool)
-        removed[idx] = False
-        with torch.no_grad():
-            down_linear(mlp).weight[:, removed] = 0
-    return zeroed
 
 
 @pytest.mark.parametrize("method", ["maw", "wanda_sp"])
@@ -52,9 +36,9 @@ def test_pruning_equals_zeroing_the_removed_neurons(name, method):
     fam = family_of(model.config)
     assert getattr(pruned.config, fam.width_field) == report.intermediate_size_after == 58
     assert layout_of(glu_mlps(pruned)[0]).fused == fam.fused
-    want = _logits(_zeroed(model, report.kept_indices), ids)
-    assert not torch.allclose(want, _logits(model, ids), atol=1e-3), "pruning changed nothing"
-    torch.testing.assert_close(_logits(pruned, ids), want, atol=1e-5, rtol=1e-5)
+    want = logits(zeroed(model, report.kept_indices), ids)
+    assert not torch.allclose(want, logits(model, ids), atol=1e-3), "pruning changed nothing"
+    torch.testing.assert_close(logits(pruned, ids), want, atol=1e-5, rtol=1e-5)
     assert count_params(pruned) == report.total_params_after
 
 
@@ -74,7 +58,7 @@ def test_cli_save_reloads_with_plain_transformers(name, tmp_path, capsys):
     expected.config._attn_implementation = reloaded.config._attn_implementation
     prune_glu_mlp(expected, pct=40)
     ids = token_batches(1, seed=3)[0]
-    torch.testing.assert_close(_logits(reloaded, ids), _logits(expected, ids), atol=0, rtol=0)
+    torch.testing.assert_close(logits(reloaded, ids), logits(expected, ids), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
@@ -121,7 +105,7 @@ def test_flap_reloads_with_its_bias_where_the_config_has_mlp_bias(name, tmp_path
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
     reloaded.config._attn_implementation = "eager"
     ids = token_batches(1, seed=3)[0]
-    torch.testing.assert_close(_logits(reloaded, ids), _logits(model, ids), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(logits(reloaded, ids), logits(model, ids), atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)

@@ -10,32 +10,16 @@ import json
 
 import pytest
 import torch
-from glu_families import FAMILY_NAMES, family_model, token_batches
+from glu_families import FAMILY_NAMES, family_model, logits, token_batches, zeroed
 from transformers import AutoModelForCausalLM
 
 from glu_prune.catalog.families import family_of
 from glu_prune.core.arithmetic import config_param_count, kept_count
 from glu_prune.core.calibration import collect_stats
-from glu_prune.core.mlps import LAYER_WIDTHS_FIELD, down_linear, glu_mlps, width_of
+from glu_prune.core.mlps import LAYER_WIDTHS_FIELD, glu_mlps, width_of
 from glu_prune.core.nonuniform import (allocate_global, default_min_width, load_pruned,
                                        prune_global, prune_selective)
 from glu_prune.core.prune import count_params, prune_glu_mlp
-
-
-def _logits(model, ids: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(ids).logits
-
-
-def _zeroed(model, kept: list[list[int]]):
-    """A copy of ``model`` whose removed neurons' down columns are zero."""
-    zeroed = copy.deepcopy(model)
-    for mlp, idx in zip(glu_mlps(zeroed), kept):
-        removed = torch.ones(down_linear(mlp).in_features, dtype=torch.bool)
-        removed[idx] = False
-        with torch.no_grad():
-            down_linear(mlp).weight[:, removed] = 0
-    return zeroed
 
 
 def _four_layers(name: str = "llama"):
@@ -57,7 +41,7 @@ def test_global_pruning_equals_zeroing_and_keeps_the_uniform_total(name):
     assert report.layer_widths == widths == [len(k) for k in report.kept_indices]
     assert getattr(pruned.config, LAYER_WIDTHS_FIELD) == widths
     assert getattr(pruned.config, family_of(pruned.config).width_field) == max(widths)
-    torch.testing.assert_close(_logits(pruned, ids), _logits(_zeroed(model, report.kept_indices),
+    torch.testing.assert_close(logits(pruned, ids), logits(zeroed(model, report.kept_indices),
                                                              ids), atol=1e-5, rtol=1e-5)
     # same parameters as uniform pruning at the level, counted and from the config
     uniform = copy.deepcopy(model)
@@ -78,7 +62,7 @@ def test_selective_pruning_touches_only_the_listed_layers():
         for (k, a), b in zip(glu_mlps(model)[i].state_dict().items(),
                              glu_mlps(pruned)[i].state_dict().values()):
             assert torch.equal(a, b), (i, k)
-    torch.testing.assert_close(_logits(pruned, ids), _logits(_zeroed(model, report.kept_indices),
+    torch.testing.assert_close(logits(pruned, ids), logits(zeroed(model, report.kept_indices),
                                                              ids), atol=1e-5, rtol=1e-5)
     assert config_param_count(pruned.config) == count_params(pruned)
 
@@ -102,7 +86,7 @@ def test_loader_round_trip_is_exact_and_plain_from_pretrained_refuses(name, tmp_
     reloaded.config._attn_implementation = "eager"
     assert [width_of(m) for m in glu_mlps(reloaded)] == saved[LAYER_WIDTHS_FIELD]
     ids = token_batches(1, seed=3)[0]
-    torch.testing.assert_close(_logits(reloaded, ids), _logits(model, ids), atol=0, rtol=0)
+    torch.testing.assert_close(logits(reloaded, ids), logits(model, ids), atol=0, rtol=0)
     with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
         AutoModelForCausalLM.from_pretrained(tmp_path)
 
@@ -127,7 +111,7 @@ def test_flap_global_reloads_with_its_bias(tmp_path):
     reloaded = load_pruned(tmp_path, dtype=torch.float32)
     reloaded.config._attn_implementation = "eager"
     ids = token_batches(1, seed=4)[0]
-    torch.testing.assert_close(_logits(reloaded, ids), _logits(model, ids), atol=0, rtol=0)
+    torch.testing.assert_close(logits(reloaded, ids), logits(model, ids), atol=0, rtol=0)
 
 
 def test_allocation_standardises_scores_within_each_layer():
