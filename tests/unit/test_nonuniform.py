@@ -201,5 +201,5 @@ def test_cli_shape_errors_are_one_line(llama_folder, tmp_path, capsys, args, mes
     out = tmp_path / "out"
     code = main(["prune", str(llama_folder), *args, "--out", str(out)])
     err = capsys.readouterr().err
-    assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
