@@ -32,22 +32,13 @@ from tabulate import tabulate
 from transformers import AutoModelForCausalLM
 
 from glu_prune.catalog.models import make_config
-from glu_prune.core.arithmetic import (config_param_count, decode_weight_bytes, kept_count,
-                                       prefill_flops)
+from glu_prune.core.arithmetic import decode_weight_bytes, kept_count, prefill_flops
 from glu_prune.core.depth import prune_depth
+from glu_prune.core.matching import closest_depth
 from glu_prune.core.nonuniform import prune_global
 from glu_prune.core.prune import count_params, prune_glu_mlp
 from glu_prune.performance.stats import Call, Speedup
 from glu_prune.performance.timing import decode, prefill, random_prompt, start_decode
-
-
-def matched_depth(config, params: int) -> int:
-    """Layers to remove so the count is closest to ``params`` (from the config alone)."""
-    def count(n: int) -> int:
-        cut = copy.deepcopy(config)
-        cut.num_hidden_layers = config.num_hidden_layers - n
-        return config_param_count(cut)
-    return min(range(1, config.num_hidden_layers), key=lambda n: abs(count(n) - params))
 
 
 def paired(ref: Call, var: Call, rounds: int) -> Speedup:
@@ -105,8 +96,7 @@ def main() -> None:
     config = make_config(a.model)
     base = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, a.dtype))
     base = base.to(a.device).eval()
-    depth = matched_depth(config, config_param_count(config, kept_count(
-        config.intermediate_size, pct=a.pct)))
+    depth = closest_depth(config, a.pct)
     ids = random_prompt(1, a.prompt, config.vocab_size, a.device)
     ref_ttft, ref_tpot = calls(base, ids, a.steps)
     rows = []
