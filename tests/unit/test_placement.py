@@ -243,6 +243,21 @@ def test_the_options_make_one_placement(tmp_path):
     assert not (tmp_path / "off").exists()  # created when a model is offloaded, not before
 
 
+@pytest.mark.parametrize("memory", [None, "0=70GiB,cpu=200GiB"])
+def test_a_placement_over_a_gpu_is_refused_until_it_is_right(tmp_path, monkeypatch, memory):
+    # benchmarks/placement_gpu.py on an H200: a suite-built placed variant ran with foreign
+    # weights; GPU placements stay off (CPU and disk ones, tested here, stay on)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    given = {"--glu-device-map": "auto", **({"--glu-max-memory": memory} if memory else {})}
+    with pytest.raises(ValueError, match="placement over GPUs is disabled") as err:
+        Options.parse(given, tmp_path, tmp_path)
+    assert "\n" not in str(err.value)
+    cpu_only = Options.parse({"--glu-device-map": "auto", "--glu-max-memory": "cpu=2GiB"},
+                             tmp_path, tmp_path)
+    assert cpu_only.placement.gpus == ()
+
+
 def test_max_memory_parses_as_accelerate_keys_it():
     caps = parse_max_memory("0=70GiB, 1=70GiB,CPU=200GiB")
     assert caps == ((0, "70GiB"), (1, "70GiB"), ("cpu", "200GiB"))
