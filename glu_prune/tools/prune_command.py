@@ -132,15 +132,20 @@ def calib_option(flag: CalibrationFlag) -> str:
     return f"--calib-{flag.name}"
 
 
-def calibration_settings(args: argparse.Namespace) -> CalibrationSettings | None:
-    """The calibration data of a data-driven ``--method`` (None for weight-only ones);
-    ``--calib-*`` given with a weight-only method is an error, not silently ignored."""
+def calibration_settings(args: argparse.Namespace,
+                         data_driven: bool | None = None) -> CalibrationSettings | None:
+    """The calibration data of a data-driven ``--method`` (None for the others; a width
+    method unless ``data_driven`` says otherwise, as for the layer methods of ``--depth``);
+    ``--calib-*`` given with a method that uses no data is an error, not silently ignored."""
     given = calibration_overrides(lambda f: getattr(args, f"calib_{f.field}"), calib_option)
-    if not needs_calibration(args.method):
+    if data_driven is None:
+        data_driven = needs_calibration(args.method)
+    if not data_driven:
         if given:
+            width = [m for m in known_methods() if needs_calibration(m)]
             raise ValueError(f"{', '.join(sorted(_given_calib(args)))} given, but --method "
-                             f"{args.method} scores weights only; calibration-based methods: "
-                             f"{', '.join(m for m in known_methods() if needs_calibration(m))}")
+                             f"{args.method} uses no calibration data; methods that do: "
+                             f"{', '.join(width)} (width), {', '.join(DATA_METHODS)} (--depth)")
         return None
     return settings_for(args.model, **given)
 
@@ -202,13 +207,13 @@ def _cmd_prune_depth(args: argparse.Namespace, out: Path, source: Source | None)
                          "drop them with --depth / --remove-layers")
     removed = None if args.remove_layers is None else parse_layers(args.remove_layers,
                                                                     "--remove-layers")
+    args.method = method
+    settings = calibration_settings(  # checked before the model loads
+        args, data_driven=args.depth is not None and method in DATA_METHODS)
     with quiet_libraries(verbose=args.verbose):
         name, model, tok = load_named(args.model, source, weights=args.weights,
                                       model_dir=args.model_dir, seed=args.seed)
-    batches = []
-    if args.depth is not None and method in DATA_METHODS:
-        settings = settings_for(name) if source is None else CalibrationSettings()
-        batches = calibration_batches(settings, tok)
+    batches = [] if settings is None else calibration_batches(settings, tok)
     report = prune_depth(model, n=args.depth, method=method, removed=removed, batches=batches)
     _save(args, out, model, tok, {"model": name, "weights": args.weights, **report})
     sys.stdout.write(f"saved {name} depth-pruned with {report['method']}: layers "

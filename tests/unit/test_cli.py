@@ -313,7 +313,7 @@ def test_report_names_the_requested_and_the_removed_percentage(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--calib-seed", "3"], "--calib-seed given, but --method maw scores weights only"),
+    (["--calib-seed", "3"], "--calib-seed given, but --method maw uses no calibration data"),
     (["--method", "flap", "--calib-length", "1"], "--calib-length=1: valid: an integer >= 2"),
     (["--method", "flap", "--calib-source", "wikitext"], "--calib-source=wikitext: unknown "
                                                          "source; valid: tinycorpus"),

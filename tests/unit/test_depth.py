@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 from glu_families import family_model, token_batches
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from glu_prune import load_model
+from glu_prune import load_model, tiny
 from glu_prune.cli import main
 from glu_prune.core.depth import (angular_distances, block_influence, decoder_layers,
                                   remove_layers, select_layers)
@@ -190,3 +190,20 @@ def test_cli_removing_every_layer_is_refused(tmp_path, capsys):
                  str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot remove all 2 layers" in err and err.count("\n") == 1
+
+
+def test_cli_depth_by_block_influence_calibrates_on_the_given_source_offline(tmp_path, capsys):
+    # a folder of the user's own (C4 by default, unreachable offline): --calib-source picks
+    # the text, as for the calibration-based width methods
+    src = tmp_path / "my-qwen"
+    family_model("qwen2", num_hidden_layers=4, vocab_size=1280).save_pretrained(src)
+    AutoTokenizer.from_pretrained(tiny.MODEL_DIRS["tiny-llama"]).save_pretrained(src)
+    out = tmp_path / "out"
+    assert main(["prune", str(src), "--depth", "1", "--method", "bi", "--calib-source",
+                 "tinycorpus", "--calib-sequences", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["layers_after"] == 3 and len(report["removed_layers"]) == 1
+    code = main(["prune", str(src), "--depth", "1", "--method", "last", "--calib-source",
+                 "tinycorpus", "--out", str(tmp_path / "o2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--calib-source given, but --method last uses no calibration data" in err
