@@ -29,7 +29,7 @@ from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, get
 from glu_prune.core.mlps import (down_linear, glu_mlps, intermediate_size_of, row_index,
                                  row_linears, set_layer_widths, width_of)
 
-__all__ = ["PruneReport", "apply_kept", "count_params", "glu_mlps", "intermediate_size_of",
+__all__ = ["PruneReport", "apply_kept", "count_params", "count_params_of", "glu_mlps", "intermediate_size_of",
            "layer_scores", "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
 
 LOG = logging.getLogger(__name__)
@@ -146,8 +146,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def _mlp_params(mlps: list[nn.Module]) -> int:
-    return sum(count_params(m) for m in mlps)
+def count_params_of(modules: Sequence[nn.Module]) -> int:
+    """Parameters of ``modules`` together (each module's unique ones)."""
+    return sum(count_params(m) for m in modules)
 
 
 # ---------------------------------------------------------------- the public call
@@ -262,7 +263,7 @@ def apply_kept(model: nn.Module, mlps: list[nn.Module], kept: Sequence[torch.Ten
     n = width_of(mlps[0])
     widths = [len(idx) for idx in kept]
     hidden = getattr(model.config, "hidden_size", down_linear(mlps[0]).out_features)
-    total_before, mlp_before = count_params(model), _mlp_params(mlps)
+    total_before, mlp_before = count_params(model), count_params_of(mlps)
     # nothing removed, nothing to stand in for: no bias (the architecture stays as it was)
     compensated = method in BIAS_COMPENSATED and sum(widths) < n * len(mlps)
     if compensated:
@@ -277,7 +278,7 @@ def apply_kept(model: nn.Module, mlps: list[nn.Module], kept: Sequence[torch.Ten
                          intermediate_size_before=n, intermediate_size_after=k,
                          hidden_size=hidden, total_params_before=total_before,
                          total_params_after=count_params(model), mlp_params_before=mlp_before,
-                         mlp_params_after=_mlp_params(mlps), round_to=round_to, seed=seed,
+                         mlp_params_after=count_params_of(mlps), round_to=round_to, seed=seed,
                          kept_indices=[idx.tolist() for idx in kept], compensated=compensated,
                          calibration=_calibration_tag(stats),
                          layer_widths=None if uniform else widths)

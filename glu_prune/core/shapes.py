@@ -14,7 +14,7 @@ variant never collects calibration statistics.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -24,7 +24,8 @@ from glu_prune.core.depth import DATA_METHODS, LAYER_METHODS, prune_depth
 from glu_prune.core.importance import get_scorer, needs_calibration
 from glu_prune.core.mlps import down_linear, glu_mlps
 from glu_prune.core.nonuniform import prune_global
-from glu_prune.core.prune import PruneReport, count_params, intermediate_size_of, prune_glu_mlp
+from glu_prune.core.prune import (PruneReport, count_params_of, intermediate_size_of,
+                                  prune_glu_mlp)
 
 if TYPE_CHECKING:
     from glu_prune.core.variants import VariantId
@@ -84,11 +85,6 @@ def _global(model: Any, vid: VariantId, inputs: ShapeInputs) -> PruneReport:
     stats = inputs.stats() if needs_calibration(vid.method) else None
     return prune_global(model, pct=vid.pct, method=vid.method, round_to=vid.round_to,
                         stats=stats)
-
-
-def count_params_of(modules: Sequence[torch.nn.Module]) -> int:
-    """Unique parameters of ``modules`` together."""
-    return sum(count_params(m) for m in modules)
 
 
 SHAPE_BUILDERS: Registry[Builder] = Registry("pruning shape", (
