@@ -246,13 +246,13 @@ def ppl_tolerance(flag: str, text: str | None, p: Parsing) -> Tolerance:
 def cache_dir(flag: str, value: str | None, p: Parsing) -> Path:
     """The result cache folder, writable now (default: <rootdir>/.glu_cache)."""
     if value is not None:
-        _writable_dir(flag, value, p.cwd)
+        writable_dir(flag, value, p.cwd)
     return Path(value or p.rootdir / ".glu_cache")
 
 
 def report_dir(flag: str, value: str, p: Parsing) -> Path:
     """The report folder, writable now, not after an hour of evaluation."""
-    _writable_dir(flag, value, p.cwd)
+    writable_dir(flag, value, p.cwd)
     return Path(p.cwd, value)
 
 
@@ -260,14 +260,14 @@ def baselines_dir(flag: str, value: str | None, p: Parsing) -> Path:
     """The baselines folder: writable when ``--glu-update-baselines`` writes it; else an
     absent folder is a first run (tests skip, naming it), but a file is a mistake."""
     if p.value("update_baselines"):
-        _writable_dir(flag, value or p.rootdir / "baselines", p.cwd)
+        writable_dir(flag, value or p.rootdir / "baselines", p.cwd)
     elif value is not None and (p.cwd / value).exists() and not (p.cwd / value).is_dir():
         raise BadOption(flag, value, "a folder of <model>.json baselines",
                         "a file, not a folder")
     return Path(value or p.rootdir / "baselines")
 
 
-def _writable_dir(option: str, value: Any, cwd: Path) -> None:
+def writable_dir(option: str, value: Any, cwd: Path) -> None:
     """``value`` is a folder this user can write, or can be created as one."""
     valid = "a folder this user can write (created when absent)"
     path = cwd / value

@@ -14,7 +14,7 @@ import torch
 
 from glu_prune.core.placement import (MEMORY_FORM, STRATEGIES, Placement, PlacementError,
                                       parse_max_memory)
-from glu_prune.plugin.checks import BadOption, _writable_dir
+from glu_prune.plugin.checks import BadOption, writable_dir
 from glu_prune.plugin.option_spec import Parsing, Spec, options
 
 DEVICE_MAP, MAX_MEMORY, OFFLOAD = "--glu-device-map", "--glu-max-memory", "--glu-offload-folder"
@@ -67,7 +67,7 @@ def read_placement(p: Parsing) -> Placement | None:
         raise BadOption(MAX_MEMORY, memory, "caps naming only cpu (with "
                         f"{OFFLOAD} for disk), e.g. cpu=200GiB", GPU_REFUSAL)
     if folder is not None:
-        _writable_dir(OFFLOAD, folder, p.cwd)
+        writable_dir(OFFLOAD, folder, p.cwd)
     return Placement(strategy, caps, None if folder is None else str(Path(p.cwd, folder)))
 
 

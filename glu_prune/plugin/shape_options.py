@@ -16,6 +16,7 @@ from glu_prune.core.depth import LAYER_METHODS
 from glu_prune.core.matching import shape_variants
 from glu_prune.core.shapes import SHAPE_BUILDERS
 from glu_prune.core.variants import CalibrationFor, VariantId
+from glu_prune.plugin.checks import BadOption, parse_list
 from glu_prune.plugin.option_spec import Parsing, Spec, options
 
 SHAPES_OPTION, DEPTH_METHODS_OPTION = "--glu-shapes", "--glu-depth-methods"
@@ -36,12 +37,7 @@ SPECS = (
 
 
 def _items(text: Any) -> list[str]:
-    return [x.strip() for x in str(text).split(",") if x.strip()] if text is not None else []
-
-
-def _bad(option: str, text: Any, problem: str, valid: str) -> ValueError:
-    """The one-line error of every --glu-* check: option=value: problem; valid: ..."""
-    return ValueError(f"{option}={text}: {problem}; valid: {valid}")
+    return parse_list(text) or []
 
 
 def check_shape_options(shapes_text: Any, methods_text: Any) -> None:
@@ -52,16 +48,17 @@ def check_shape_options(shapes_text: Any, methods_text: Any) -> None:
         items = _items(text)
         valid = f"a comma list of {', '.join(known)}"
         if text is not None and not items:
-            raise _bad(option, text, "empty", valid)
+            raise BadOption(option, text, valid, "empty")
         for name in items:
             if name not in known:
-                raise _bad(option, text, f"unknown name {name!r}", valid)
+                raise BadOption(option, text, valid, f"unknown name {name!r}")
             if items.count(name) > 1:
-                raise _bad(option, text, f"{name!r} is given twice", valid)
+                raise BadOption(option, text, valid, f"{name!r} is given twice")
     if methods_text is not None and "depth" not in (_items(shapes_text) or DEFAULT_SHAPES):
-        raise _bad(DEPTH_METHODS_OPTION, methods_text, "given, but depth is not in "
-                   f"{SHAPES_OPTION}, so no depth variant would use them",
-                   f"add depth to {SHAPES_OPTION}, or drop {DEPTH_METHODS_OPTION}")
+        raise BadOption(DEPTH_METHODS_OPTION, methods_text,
+                        f"add depth to {SHAPES_OPTION}, or drop {DEPTH_METHODS_OPTION}",
+                        f"given, but depth is not in {SHAPES_OPTION}, so no depth variant "
+                        f"would use them")
 
 
 @dataclass(frozen=True)
