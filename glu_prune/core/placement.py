@@ -132,11 +132,33 @@ def place(model: Any, placement: Placement) -> Any:
         Path(placement.offload_folder).mkdir(parents=True, exist_ok=True)
         folder = tempfile.mkdtemp(prefix="offload-", dir=placement.offload_folder)
         weakref.finalize(model, shutil.rmtree, folder, True)
+    pin_tied_storage(model)
     dispatch_model(model, device_map, offload_dir=folder,
                    skip_keys=getattr(model, "_skip_keys_device_placement", None))
     model.hf_device_map = device_map
     LOG.info("placed %s: %s", type(model).__name__, device_summary(device_map))
     return model
+
+
+def pin_tied_storage(model: Any) -> list[Any]:
+    """Keep the storage of ``model``'s tied parameters alive as long as the model.
+
+    accelerate's ``dispatch_model`` remembers tied weights by the address of their storage
+    at dispatch (its ``tied_params_map``) and hands the tied weight's device copy to any
+    tensor later loaded at that address. Once the weight moves to a GPU, its CPU storage is
+    freed and the address can be reused by another layer's weight read from the offload
+    store, which then runs with the embedding instead (seen on an H200: a gate_proj of the
+    embedding's shape). Holding the storage costs one CPU copy of each tied weight (the
+    embedding, in tied-embedding models) and makes that reuse impossible. Returns what is
+    held (``model.glu_prune_tied_storage``).
+    """
+    from accelerate.utils import find_tied_parameters
+
+    params = dict(model.named_parameters(remove_duplicate=False))
+    held = [params[group[0]].data for group in find_tied_parameters(model)
+            if params[group[0]].device.type != "meta"]
+    model.glu_prune_tied_storage = held  # a plain attribute: not a parameter nor a buffer
+    return held
 
 
 def device_summary(device_map: dict[str, Any]) -> str:

@@ -81,6 +81,25 @@ def test_each_model_runs_its_own_offloaded_weights(tiny, tmp_path):
     assert first is not second
 
 
+def _tied_params_maps(model) -> list[dict]:
+    hooks = (getattr(m, "_hf_hook", None) for m in model.modules())
+    return [h.tied_params_map for h in hooks if getattr(h, "tied_params_map", None) is not None]
+
+
+def test_tied_weights_keep_the_storage_accelerate_remembers_them_by(tiny, tmp_path):
+    """accelerate maps a tied weight's storage address to its device copy; if that storage
+    were freed (the weight moved to a GPU), another weight loaded at the same address would
+    run with the embedding. Every address it remembers must be storage the model holds."""
+    model, _ = tiny
+    assert model.config.tie_word_embeddings  # the case that needs it
+    placed = place(copy.deepcopy(model), _cpu_and_disk(tmp_path))
+    maps = _tied_params_maps(placed)
+    remembered = {ptr for m in maps for ptr in m}
+    assert maps and remembered, "no tied-weight map: accelerate changed how it ties weights"
+    held = {t.data_ptr() for t in placed.glu_prune_tied_storage}
+    assert remembered <= held, (remembered, held)
+
+
 def test_a_model_that_does_not_fit_is_refused_in_one_line(tiny):
     model = copy.deepcopy(tiny[0])
     with pytest.raises(PlacementError, match=r"does not fit in --glu-max-memory .*give "
