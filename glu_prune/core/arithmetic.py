@@ -121,12 +121,22 @@ def config_param_count(config: Any, intermediate_size: int | None = None) -> int
     return int(round(total - layers * (n - i) * per_neuron))
 
 
-def prefill_flops(config: Any, intermediate_size: int, prompt_len: int) -> float:
+def mean_width(config: Any) -> float:
+    """The mean MLP width over layers: the family's width, or the mean of the per-layer
+    widths the config records (a globally pruned model)."""
+    widths = layer_widths(config)
+    return float(_width(config)) if widths is None else sum(widths) / len(widths)
+
+
+def prefill_flops(config: Any, intermediate_size: float | None, prompt_len: int) -> float:
     """Forward FLOPs of a prefill over ``prompt_len`` tokens (matmuls + causal attention).
 
     Logits are computed for the last position only, as the TTFT benchmark does.
+    ``intermediate_size`` None: the config's own widths (FLOPs are linear in each layer's).
     """
     h, n_layers = config.hidden_size, config.num_hidden_layers
+    if intermediate_size is None:
+        intermediate_size = mean_width(config)
     head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
     qd, kvd = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
     linear = h * qd + 2 * h * kvd + qd * h + 3 * h * intermediate_size
@@ -134,8 +144,10 @@ def prefill_flops(config: Any, intermediate_size: int, prompt_len: int) -> float
     return 2.0 * prompt_len * n_layers * (linear + attn) + 2.0 * h * config.vocab_size
 
 
-def decode_weight_bytes(config: Any, intermediate_size: int, bytes_per_param: int = 2) -> float:
-    """Bytes of weights read per decoded token (every matrix once; the embedding row is free)."""
+def decode_weight_bytes(config: Any, intermediate_size: int | None = None,
+                       bytes_per_param: int = 2) -> float:
+    """Bytes of weights read per decoded token (every matrix once; the embedding row is free).
+    ``intermediate_size`` None: the config's own widths."""
     total = config_param_count(config, intermediate_size)
     # The input embedding is a row lookup; with tied weights the lm_head still reads it all.
     embedding_rows_read = 0 if getattr(config, "tie_word_embeddings", False) \
@@ -172,3 +184,14 @@ def ideal_prefill_speedup(config: Any, n: int, k: int, prompt_len: int) -> float
 def ideal_decode_speedup(config: Any, n: int, k: int) -> float:
     """Speedup a decode step would get if time followed the bytes of weights read."""
     return decode_weight_bytes(config, n) / decode_weight_bytes(config, k)
+
+
+def ideal_prefill_between(before: Any, after: Any, prompt_len: int) -> float:
+    """The FLOP-ideal prefill speedup of config ``after`` over ``before``, for any shape:
+    fewer layers (depth), narrower MLPs, per-layer widths (each config's own are counted)."""
+    return prefill_flops(before, None, prompt_len) / prefill_flops(after, None, prompt_len)
+
+
+def ideal_decode_between(before: Any, after: Any) -> float:
+    """The weight-byte-ideal decode speedup of config ``after`` over ``before`` (any shape)."""
+    return decode_weight_bytes(before) / decode_weight_bytes(after)

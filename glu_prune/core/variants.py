@@ -294,6 +294,11 @@ class VariantCache:
                              batches=lambda: self._batches_for(vid, tok))
         return build_shape(model, vid, inputs)
 
+    @property
+    def base(self) -> Any | None:
+        """The resident unpruned model (None when none is): what variants are cut from."""
+        return None if self._base is None else self._base[1]
+
     def clear(self) -> None:
         """Drop every resident model."""
         self._drop(base=True)

@@ -4,10 +4,12 @@ weights of the exact shape).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
+from glu_prune.core.arithmetic import ideal_decode_between, ideal_prefill_between
 from glu_prune.core.placement import Placement
 from glu_prune.core.variants import BuiltVariant, VariantCache
 from glu_prune.performance.settings import PerfVariant
@@ -21,6 +23,16 @@ class PerfModel(BuiltVariant):
     """A built variant with the perf axes (depth, dtype, shape) it was built for."""
 
     variant: PerfVariant | None = None  # always given; a default only because it comes last
+    base_config: Any = None  # the unpruned model's at the same run depth (always given)
+
+    def ideal_prefill(self, prompt_len: int) -> float:
+        """The FLOP-ideal prefill speedup over the unpruned model, from the two configs
+        (so fewer layers and per-layer widths count as built)."""
+        return ideal_prefill_between(self.base_config, self.config, prompt_len)
+
+    def ideal_decode(self) -> float:
+        """The weight-byte-ideal decode speedup over the unpruned model."""
+        return ideal_decode_between(self.base_config, self.config)
 
 
 class PerfModels:
@@ -37,7 +49,7 @@ class PerfModels:
         """The built variant ``v`` (reused when it is the current one)."""
         built = self.cache.get(v.id, num_layers=v.layers)
         return PerfModel(**{f.name: getattr(built, f.name) for f in fields(BuiltVariant)},
-                         variant=v)
+                         variant=v, base_config=self.cache.base.config)
 
     def level_zero(self, v: PerfVariant) -> PerfModel:
         """The unpruned model of ``v``'s shape and depth, resident beside ``v``.
@@ -45,7 +57,7 @@ class PerfModels:
         Level 0 is the cache's base model itself, so holding it costs no memory; it is
         built once per model and depth.
         """
-        ref = replace(v, pct=0, round_to=1)
+        ref = v.reference
         if self._level_zero is None or self._level_zero.variant.key != ref.key:
             self._level_zero = None  # let the previous model's base go first
             self._level_zero = self.get(ref)

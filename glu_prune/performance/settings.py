@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from glu_prune.catalog.models import get_model_spec
 from glu_prune.core.arithmetic import check_level
+from glu_prune.core.matching import shape_variants
 from glu_prune.core.placement import Placement
 from glu_prune.core.variants import VariantId
 
@@ -41,6 +42,11 @@ MLP_BLOCK_TOKENS = 512
 # measures call overhead, not the MLP; any real model (Qwen2.5-0.5B's 896 and up) is timed.
 MLP_BLOCK_MIN_HIDDEN = 512
 MLP_BLOCK_LEVELS: tuple[tuple[float, int], ...] = ((0, 1), (10, 1), (10, 128))  # 8192/7373/7424
+PERF_METHOD = "maw"  # speed does not depend on which neurons go, only on how many
+# Which layers a depth variant removes does not change its cost either: every decoder
+# layer of a supported family is the same size (core.matching refuses models where they
+# differ), so depth variants are timed once per layer count, removing the last ones.
+DEPTH_SPEED_METHOD = "last"
 
 
 # ---------------------------------------------------------------- settings and variants
@@ -53,14 +59,33 @@ class PerfVariant:
     model: str
     pct: float
     round_to: int = 1
-    method: str = "maw"
-    layers: int = 0  # decoder layers actually run
+    method: str = PERF_METHOD
+    layers: int = 0  # decoder layers actually run (of the unpruned model)
     full_layers: int = 0
+    shape: str = "width"  # VariantId.shape: width, global, depth
+    removed: int = 0  # decoder layers a depth variant removes from the full model
 
     @property
     def id(self) -> VariantId:
-        """The suite's variant identity (the depth is a perf-only detail)."""
-        return VariantId(self.model, self.method, self.pct, self.round_to)
+        """The suite's variant identity (the depth run is a perf-only detail)."""
+        return VariantId(self.model, self.method, self.pct, self.round_to, shape=self.shape,
+                         layers=self.removed)
+
+    @property
+    def reference(self) -> PerfVariant:
+        """The unpruned model of the same shape and run depth (speedups are against it)."""
+        return PerfVariant(self.model, 0, 1, PERF_METHOD if self.shape == "depth" else
+                           self.method, self.layers, self.full_layers)
+
+    @property
+    def unmeasurable(self) -> str:
+        """Why this variant cannot be timed in this run ("" when it can): a depth variant
+        removes layers of the full model, so a run of fewer layers cannot represent it."""
+        if self.shape == "depth" and self.layers < self.full_layers:
+            return (f"{self.slug}: a depth variant is timed at full depth only; this run "
+                    f"times {self.layers} of {self.full_layers} layers (pass "
+                    f"--glu-perf-layers {self.full_layers})")
+        return ""
 
     @property
     def slug(self) -> str:
@@ -73,7 +98,7 @@ class PerfVariant:
 
     @property
     def is_level_zero(self) -> bool:
-        return self.pct == 0
+        return self.id.is_base
 
     @property
     def level_zero_group(self) -> tuple[str, int]:
@@ -149,15 +174,25 @@ def level_pairs(model: str, levels: Sequence[float] | None,
 
 def perf_variants(models: Sequence[str], levels: Sequence[float] | None,
                   round_tos: Sequence[int] | None, layers: int | None, device: str,
-                  method: str = "maw") -> list[PerfVariant]:
-    """The perf matrix in run order: per model, unpruned first."""
+                  method: str = PERF_METHOD, shapes: Sequence[str] = ("width",)
+                  ) -> list[PerfVariant]:
+    """The perf matrix in run order: per model, unpruned first; shapes other than width
+    matched to each width level at equal parameters, as the quality suite matches them."""
     out = []
     for model in models:
         full = int(get_model_spec(model).architecture["num_hidden_layers"])
         depth = resolve_layers(model, layers, device)
-        out += [PerfVariant(model, pct, r, method, depth, full)
-                for pct, r in level_pairs(model, levels, round_tos)]
+        width = [VariantId(model, method, pct, r)
+                 for pct, r in level_pairs(model, levels, round_tos)]
+        if tuple(shapes) != ("width",):
+            width = shape_variants(width, shapes, (DEPTH_SPEED_METHOD,), _no_calibration)
+        out += [PerfVariant(model, v.pct, v.round_to, v.method, depth, full, v.shape, v.layers)
+                for v in width]
     return out
+
+
+def _no_calibration(model: str) -> Any:
+    raise AssertionError(f"{model}: perf variants are weight-only; nothing calibrates")
 
 
 def resolve_settings(*, device: str | None = None, dtype: str | None = None,
@@ -166,7 +201,8 @@ def resolve_settings(*, device: str | None = None, dtype: str | None = None,
                      round_tos: Sequence[int] | None = None, layers: int | None = None,
                      prompt_lens: Sequence[int] | None = None,
                      new_tokens: int | None = None, rounds: int | None = None,
-                     tolerance: float = 0.10, method: str = "maw") -> PerfSettings:
+                     tolerance: float = 0.10, method: str = PERF_METHOD,
+                     shapes: Sequence[str] = ("width",)) -> PerfSettings:
     """Fill unset values with the device's defaults.
 
     The values come checked (the plugin's ``Options``: dtype a floating torch dtype,
@@ -180,7 +216,7 @@ def resolve_settings(*, device: str | None = None, dtype: str | None = None,
     new = new_tokens if new_tokens is not None else (GPU_NEW_TOKENS if gpu else CPU_NEW_TOKENS)
     default_rounds, warmup = GPU_ROUNDS if gpu else CPU_ROUNDS
     variants = perf_variants(models or DEFAULT_PERF_MODELS, levels, round_tos, layers, device,
-                             method)
+                             method, shapes)
     return PerfSettings(device, dtype, tuple(variants), lens, new,
                         GPU_DECODE_PROMPT_LEN if gpu else CPU_DECODE_PROMPT_LEN,
                         rounds or default_rounds, warmup, float(tolerance))

@@ -143,7 +143,10 @@ def perf_context(pytestconfig: pytest.Config) -> PerfContext:
 
 @pytest.fixture(scope="module")
 def perf_model(request: pytest.FixtureRequest, perf_context: PerfContext) -> PerfModel:
-    """The perf variant ``request.param`` built (``glu_prune.performance.models.PerfModel``)."""
+    """The perf variant ``request.param`` built (``glu_prune.performance.models.PerfModel``);
+    skips, with the reason, a variant this run cannot time (a depth variant at reduced depth)."""
+    if request.param.unmeasurable:
+        pytest.skip(request.param.unmeasurable)
     return perf_context.models.get(request.param)
 
 

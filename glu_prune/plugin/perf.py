@@ -56,7 +56,8 @@ class PerfSuite:
                 self._settings = resolve_settings(
                     device=o.device, dtype=o.perf_dtype, models=o.models, levels=o.levels,
                     round_tos=o.round_tos, layers=o.perf_layers, prompt_lens=o.prompt_lens,
-                    new_tokens=o.new_tokens, rounds=o.perf_rounds, tolerance=o.perf_tolerance)
+                    new_tokens=o.new_tokens, rounds=o.perf_rounds, tolerance=o.perf_tolerance,
+                    shapes=o.shapes.shapes)
                 self._settings = replace(self._settings, placement=o.placement)
             except (KeyError, ValueError) as exc:
                 raise pytest.UsageError(f"glu-prune: {exc.args[0]}") from None

@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 from glu_prune.catalog.models import make_config
 from glu_prune.core.arithmetic import expansion_table
+from glu_prune.core.matching import depth_param_count, width_param_count
 from glu_prune.evaluation import MetricValue
 from glu_prune.judging import UPDATE_FLAG, Check, SpeedBaselines, Subject, Verdict, judge
 from glu_prune.performance.models import PerfModel, PerfModels
@@ -46,6 +47,18 @@ def _shape(v: PerfVariant) -> dict[str, Any]:
     row = expansion_table(config, [float(v.pct)], round_to=v.round_to)[0]
     return {"intermediate_size": row["intermediate_size"],
             "expansion_ratio": row["expansion_ratio"], "params": row["total_params"]}
+
+
+def _full_params(v: PerfVariant) -> dict[str, Any]:
+    """The parameters of the variant's whole model (every layer, however many ran), from
+    the config arithmetic: what the equal-parameter comparison matches shapes by."""
+    try:
+        config = make_config(v.model)
+    except (KeyError, ValueError):
+        return {}
+    if v.shape == "depth":
+        return {"params": depth_param_count(config, v.removed)}
+    return {"params": width_param_count(config, v.pct, v.round_to)}
 
 
 def _record(v: PerfVariant, judged: dict[str, Any], verdict: Verdict | None,
@@ -91,7 +104,7 @@ class PerfContext:
         judged = self._judged(v, row, built, verdict, node)
         # The judged row and the side numbers, so --benchmark-json alone can rebuild tables.
         benchmark.extra_info.update({**judged, "extra": dict(row.extra)})
-        shape = {} if isinstance(built, PerfModel) else _shape(v)
+        shape = _full_params(v) if isinstance(built, PerfModel) else _shape(v)
         records = [_record(v, judged, verdict, shape)]
         context = self._context(built, row, node)
         for name, value in row.extra.items():

@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 from glu_prune.results.analysis import (chance_benchmarks, columns_of, group_means,
                                         level_zero_records, split_primary, unpruned)
 from glu_prune.results.format import Table, fmt_change, level_label
-from glu_prune.results.perf_tables import family, perf_records, speedup_of
-from glu_prune.results.record import QUALITY_KINDS, SHAPES, Record
+from glu_prune.results.perf_tables import family, perf_records, speedup_cell, speedup_of
+from glu_prune.results.record import QUALITY_KINDS, SHAPES, SPEED_KINDS, Record
 
 TITLE = "Width vs depth at equal parameters"
 SPEED_FAMILIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("throughput", "throughput"),
@@ -26,9 +26,11 @@ LEGEND = ("One block of rows per width level: that level's uniform-width and glo
           "variants (the same parameter count), and per depth method the depth variant whose "
           "parameter count is closest. Benchmarks: change vs level 0 (points for accuracy, % "
           "for perplexity; ▼ worse, ▲ better); fragile / robust: mean relative change of the "
-          "group. Speed: measured speedup vs level 0, then the ideal one (width: FLOP or "
-          "weight-byte ratio; depth: the layer fraction) and measured / ideal; `not measured` "
-          "where no run timed that variant.")
+          "group. Speed: measured speedup vs level 0, then the ideal one (FLOP ratio for "
+          "prefill, weight-byte ratio for decode, of each shape's own config) and measured / "
+          "ideal; a depth variant's speed is timed once per number of layers removed (which "
+          "layers go does not change the cost); `not measured` where no run timed that "
+          "variant.")
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,13 @@ def _label(r: Record) -> str:
 
 
 def members(records: Sequence[Record]) -> list[Member]:
-    """Every pruned variant with quality records, in shape order."""
+    """Every pruned variant with quality records, in shape order; when no quality test ran,
+    every pruned variant a speed test timed (so a speed-only run still compares shapes)."""
+    quality = [r for r in records if r.kind in QUALITY_KINDS]
+    chosen = quality or [r for r in records if r.kind in SPEED_KINDS]
     by_slug: dict[str, list[Record]] = {}
-    for r in records:
-        if r.kind in QUALITY_KINDS and not unpruned(r):
+    for r in chosen:
+        if not unpruned(r):
             by_slug.setdefault(r.variant, []).append(r)
     out = [Member(slug, recs[0].shape, _label(recs[0]),
                   next((r.params for r in recs if r.params is not None), None), tuple(recs))
@@ -139,13 +144,27 @@ def speed_columns(records: Sequence[Record]) -> list[tuple[str, str]]:
 
 def _perf_key(r: Record) -> tuple:
     """What identifies a variant across quality and speed records (speed runs carry no
-    calibration tag, so not the slug)."""
-    return (r.shape, r.method, r.pct, r.round_to, r.extra.get("layers_removed"))
+    calibration tag, so not the slug). A depth variant's speed is its layer count's: the
+    suite times one per count (its layers are all the same size, so which go does not
+    change the cost), whatever method chose the layers of the quality variant."""
+    if r.shape == "depth":
+        return ("depth", r.extra.get("layers_removed"))
+    return (r.shape, r.method, r.pct, r.round_to)
+
+
+def _own(m: Member, bench: str, perf: Sequence[Record]) -> Record | None:
+    """The speed record of member ``m`` on ``bench`` (None: not timed)."""
+    return next((p for p in perf if p.benchmark == bench and
+                 _perf_key(p) == _perf_key(m.records[0])), None)
 
 
 def _ideal(m: Member, bench: str, perf: Sequence[Record]) -> float | None:
-    """Depth: the layer fraction; width and global (the same FLOPs and weight bytes): the
+    """The ideal its own speed record carries (from the built model's config), else
+    depth: the layer fraction; width and global (the same FLOPs and weight bytes): the
     ideal a width speed record of the level carries."""
+    own = _own(m, bench, perf)
+    if own is not None and own.ideal:
+        return own.ideal
     r = m.records[0]
     if m.shape == "depth":
         before, after = r.extra.get("layers_before"), r.extra.get("layers_after")
@@ -158,18 +177,22 @@ def _ideal(m: Member, bench: str, perf: Sequence[Record]) -> float | None:
 def speedup(m: Member, bench: str, perf: Sequence[Record]) -> float | None:
     """The measured speedup of member ``m`` on speed benchmark ``bench`` (None: not timed)."""
     ref = next((p for p in perf if p.benchmark == bench and unpruned(p)), None)
-    own = next((p for p in perf if p.benchmark == bench and
-                _perf_key(p) == _perf_key(m.records[0])), None)
+    own = _own(m, bench, perf)
     return speedup_of(own, ref)[0] if own is not None else None
 
 
 def _speed_cell(m: Member, bench: str, perf: Sequence[Record]) -> str:
-    ideal, measured = _ideal(m, bench, perf), speedup(m, bench, perf)
+    """``1.33x [1.30-1.36] (ideal 1.33x, 1.00)``; **n.s.** with its interval when the
+    interval holds 1 (then no measured / ideal: no speed change was measured)."""
+    ideal, own = _ideal(m, bench, perf), _own(m, bench, perf)
     ideal_text = f"ideal {ideal:.2f}x" if ideal else "ideal -"
-    if measured is None:
+    if own is None:
         return f"not measured ({ideal_text})"
-    ratio = f", {measured / ideal:.2f}" if ideal else ""
-    return f"{measured:.2f}x ({ideal_text}{ratio})"
+    ref = next((p for p in perf if p.benchmark == bench and unpruned(p)), None)
+    measured = speedup_of(own, ref)[0]
+    shown = "n.s." not in (cell := speedup_cell(own, ref))
+    ratio = f", {measured / ideal:.2f}" if ideal and measured and shown else ""
+    return f"{cell} ({ideal_text}{ratio})"
 
 
 def speed_table(records: Sequence[Record]) -> Table:
@@ -201,6 +224,9 @@ def section(model: str, records: Sequence[Record], render: Callable[[Table], str
         if left_out:
             lines += [f"Left out of the means (at chance at level 0): {', '.join(left_out)}.",
                       ""]
+    elif not any(r.kind in QUALITY_KINDS for r in records):
+        lines += ["Quality: not measured for this model (no accuracy or perplexity test "
+                  "ran).", ""]
     else:
         lines += ["Quality: no variant of a matched level was measured.", ""]
     lines += ([render(speed), ""] if speed[1] else

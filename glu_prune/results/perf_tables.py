@@ -114,7 +114,7 @@ def speedup_of(r: Record, ref: Record | None = None
     return ratio, None, None
 
 
-def _speedup_cell(r: Record, ref: Record | None) -> str:
+def speedup_cell(r: Record, ref: Record | None) -> str:
     """``1.25x [1.10-1.41]``; **n.s.** when the interval contains 1; unpaired ratios say so."""
     e = r.extra
     speed = speedup_of(r, ref)[0]
@@ -150,7 +150,7 @@ def _perf_row(r: Record, ref: Record | None, runs: Runs, several: bool) -> list[
     verdict = MARKS.get(r.verdict or "", "").strip() or (r.verdict or "-")
     return [row_label(variant_key(r), several) + runs.mark(r), fmt_value(r), quartiles,
             str(e.get("rounds", "-")), str(e.get("outliers", "-")), _pair_cell(r),
-            _speedup_cell(r, ref),
+            speedup_cell(r, ref),
             f"{r.ideal:.2f}x" if r.ideal and r.pct else "-",
             f"{efficiency:.2f}" if efficiency is not None and significant and r.pct else "-",
             verdict]

@@ -116,3 +116,32 @@ def test_results_md_compares_width_and_depth_at_equal_parameters(pinned_then_jud
     assert "Speed: not measured for this model" in section
     chart = tmp / "report" / "tiny-llama-shapes.png"
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_speed_of_every_shape_joins_the_equal_parameter_section(pinned_then_judged, tmp_path):
+    """The latency suite times depth and global variants too; run into the quality run's
+    folder, every matched variant gets its measured TPOT (depth bi's from the one-layer
+    depth variant the speed run timed: which layer goes does not change the cost)."""
+    _, _, tmp = pinned_then_judged
+    report = tmp_path / "report"
+    shutil.copytree(tmp / "report", report)
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": "", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/suite/test_latency.py", "-k", "tpot",
+         "--benchmark-only", "-p", "no:xdist", "-p", "no:cacheprovider", "-q",
+         "--glu-models=tiny-llama", "--glu-levels=0,40", "--glu-shapes=width,depth,global",
+         "--glu-perf-rounds=6",
+         f"--glu-baselines-dir={tmp_path / 'none'}", f"--glu-report={report}"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    records = json.loads((report / "results.json").read_text())["records"]
+    timed = {r["variant"] for r in records if r["benchmark"] == "tpot" and r["metric"] == "tpot_s"}
+    assert timed == {"tiny-llama-maw-p0", "tiny-llama-maw-p40", "tiny-llama-maw-global-p40",
+                     "tiny-llama-depth-last-d1"}, timed
+    section = (report / "results.md").read_text().split(
+        "### Width vs depth at equal parameters", 1)[1]
+    speed = section.split("| level ")[2]  # the second table: speed
+    rows = [line for line in speed.splitlines() if line.startswith("| p40 ")]
+    assert len(rows) == 4 and not any("not measured" in row for row in rows), speed
+    assert all("ideal 1." in row for row in rows), speed

@@ -17,7 +17,6 @@ import pytest
 from glu_prune.performance.energy import MIN_WINDOW_S, joules_per_token, sharing_warning
 from glu_prune.performance.stats import Row
 from glu_prune.performance.timing import decode, prefill, random_prompt, start_decode
-from glu_prune.core.arithmetic import ideal_decode_speedup, ideal_prefill_speedup
 
 pytestmark = pytest.mark.energy
 
@@ -62,9 +61,8 @@ def test_prefill_energy(energy_meter, perf_model, prompt_len, perf_context, benc
     window = _measure(benchmark, meter, lambda: prefill(perf_model.model, ids))
     e = joules_per_token(window, prompt_len, idle)
     _check_window(window, e, idle)
-    n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
     row = Row(f"energy-prefill@{prompt_len}", "prefill_j_per_token", e["j_per_token"], "J/tok",
-              ideal_speedup=ideal_prefill_speedup(cfg, n, k, prompt_len),
+              ideal_speedup=perf_model.ideal_prefill(prompt_len),
               conditions={"prompt_len": prompt_len, "batch": 1},
               extra={"prefill_j_per_token_net": e["j_per_token_net"],
                      "avg_power_w": e["avg_power_w"]})
@@ -82,9 +80,8 @@ def test_decode_energy(energy_meter, perf_model, perf_context, benchmark, reques
     window = _measure(benchmark, meter, lambda: decode(*start.fresh(), steps))
     e = joules_per_token(window, steps, idle)
     _check_window(window, e, idle)
-    n, k = perf_model.report.intermediate_size_before, perf_model.report.intermediate_size_after
     row = Row("energy-decode", "decode_j_per_token", e["j_per_token"], "J/tok",
-              ideal_speedup=ideal_decode_speedup(cfg, n, k),
+              ideal_speedup=perf_model.ideal_decode(),
               conditions={"prompt_len": s.decode_prompt_len, "batch": 1,
                           "new_tokens": s.new_tokens},
               extra={"decode_j_per_token_net": e["j_per_token_net"],

@@ -55,6 +55,7 @@ def speed_records() -> list[Record]:
         out.append(Record.of(v, "ttft@p128", "median_s", 0.05 / (speed or 1), kind="latency",
                              unit="s", direction="lower", ideal=speed and 1.35,
                              extra={"speedup": speed, "speedup_paired": True,
+                                    "speedup_significant": bool(speed),
                                     "speedup_low": speed, "speedup_high": speed}))
     return out
 
@@ -85,13 +86,41 @@ def test_speed_rows_show_measured_beside_ideal_and_say_what_was_not_measured():
     headers, rows = speed_table(quality_records() + speed_records())
     assert headers == ["level", "variant", "TTFT (ttft@p128)", "TPOT (tpot@b1)"]
     by_label = {row[1]: row for row in rows}
-    assert by_label["width maw"][2:] == ["1.10x (ideal 1.35x, 0.81)", "1.20x (ideal 1.30x, 0.92)"]
-    # depth's ideal is the layer fraction 4/3; its TTFT was never timed
+    assert by_label["width maw"][2:] == ["1.10x [1.10-1.10] (ideal 1.35x, 0.81)",
+                                         "1.20x [1.15-1.25] (ideal 1.30x, 0.92)"]
+    # depth's ideal is the layer fraction 4/3 (its record carries none); its TTFT was
+    # never timed
     assert by_label["depth bi −1 layers [2]"][2:] == ["not measured (ideal 1.33x)",
-                                                       "1.25x (ideal 1.33x, 0.94)"]
+                                                       "1.25x [1.20-1.30] (ideal 1.33x, 0.94)"]
+    # one layer removed costs the same whichever layer goes: last's d1 has bi's d1 speed
+    assert by_label["depth last −1 layers [3]"][3] == by_label["depth bi −1 layers [2]"][3]
     # global: the width level's ideal (same FLOPs and bytes), no measurement
     assert by_label["global maw"][3] == "not measured (ideal 1.30x)"
     assert speed_table(quality_records()) == ([], [])
+
+
+def test_a_speedup_whose_interval_holds_one_is_shown_as_no_change():
+    records = quality_records() + speed_records()
+    for r in records:
+        if r.variant == WIDTH.slug and r.benchmark == "tpot@b1":
+            r.extra.update(speedup_low=0.9, speedup_significant=False)
+    by_label = {row[1]: row for row in speed_table(records)[1]}
+    assert by_label["width maw"][3] == "**n.s.** [0.90-1.25] (ideal 1.30x)"
+
+
+def test_a_speed_only_run_still_compares_the_shapes_it_timed():
+    """No quality record: the speed rows come from the timed variants themselves (their
+    records carry the whole model's parameters); the quality part says it was not run."""
+    speed = speed_records()
+    for r in speed:
+        r.params = PARAMS[next(v for v in PARAMS if v.slug == r.variant)]
+    (level, params, chosen), = blocks(speed)
+    assert (level, params) == ("p40", 834_688)
+    assert [m.slug for m in chosen] == [WIDTH.slug, BI1.slug]
+    text = markdown(speed)
+    section = text[text.index(TITLE):]
+    assert "Quality: not measured for this model (no accuracy or perplexity test ran)" in section
+    assert "| p40     | depth bi −1 layers [2] |" in section and "1.25x [1.20-1.30]" in section
 
 
 def test_the_section_is_in_results_md_only_when_another_shape_ran():

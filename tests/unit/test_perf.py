@@ -56,6 +56,33 @@ def test_depth_full_on_gpu_reduced_for_real_shapes_on_cpu():
     # --glu-perf-layers=0 is refused once, by the plugin's Options (tests/unit/test_options.py)
 
 
+def test_other_shapes_are_timed_at_equal_parameters_beside_width():
+    from glu_prune.core.matching import closest_depth
+
+    s = resolve_settings(device="cpu", models=["tiny-llama"],
+                         shapes=("width", "depth", "global"))
+    d = closest_depth(make_config("tiny-llama"), 40)
+    assert [v.slug for v in s.variants] == [
+        "tiny-llama-maw-p0", "tiny-llama-maw-p40", "tiny-llama-maw-p40-r64",
+        "tiny-llama-maw-global-p40", f"tiny-llama-depth-last-d{d}",
+        "tiny-llama-maw-global-p40-r64"]  # both width levels match the same depth: once
+    base, depth = s.variants[0], s.variants[4]
+    assert depth.removed == d and not depth.is_level_zero and depth.unmeasurable == ""
+    assert depth.reference.key == base.key and base.is_level_zero  # paired with p0
+    only = resolve_settings(device="cpu", models=["tiny-llama"], shapes=("depth",))
+    assert [v.shape for v in only.variants] == ["width", "depth"]  # level 0 stays
+
+
+def test_a_depth_variant_is_not_timed_on_a_run_of_fewer_layers():
+    """2 of 16 layers cannot stand for 16 minus 4: the test skips, saying how to time it."""
+    cpu = resolve_settings(device="cpu", models=["llama-3.2-1b"], shapes=("depth",))
+    depth = next(v for v in cpu.variants if v.shape == "depth")
+    assert depth.layers == 2 and "--glu-perf-layers 16" in depth.unmeasurable
+    full = resolve_settings(device="cpu", models=["llama-3.2-1b"], shapes=("depth",),
+                            layers=16)
+    assert all(not v.unmeasurable for v in full.variants)
+
+
 def test_settings_defaults_and_unknown_models():
     s = resolve_settings(device="cpu")
     assert (s.dtype, s.prompt_lens, s.new_tokens, s.rounds, s.warmup) == \
@@ -113,6 +140,32 @@ def test_ideal_speedups_follow_flops_and_weight_bytes():
     assert (prefill_40, decode_40) == (pytest.approx(row["ideal_prefill_speedup"]),
                                        pytest.approx(row["ideal_decode_speedup"]))
     assert ideal_prefill_speedup(cfg, 8192, 8192, 128) == ideal_decode_speedup(cfg, 8192, 8192) == 1
+
+
+def test_ideal_speedups_of_any_shape_come_from_the_built_configs():
+    """Width: the same as from the sizes; global (other widths, the same total): the same
+    as width; depth: the layer fraction, less the embeddings' and lm_head's share."""
+    import copy
+
+    from glu_prune.core.arithmetic import ideal_decode_between, ideal_prefill_between
+    from glu_prune.core.mlps import set_layer_widths
+
+    base = make_config("llama-3.2-1b")
+    width = copy.deepcopy(base)
+    width.intermediate_size = 4916
+    uneven = copy.deepcopy(base)
+    set_layer_widths(uneven, [4916 + (300 if i % 2 else -300) for i in range(16)])
+    depth = copy.deepcopy(base)
+    depth.num_hidden_layers = 12
+    assert ideal_prefill_between(base, width, 512) == pytest.approx(
+        ideal_prefill_speedup(base, 8192, 4916, 512))
+    assert ideal_decode_between(base, width) == pytest.approx(
+        ideal_decode_speedup(base, 8192, 4916))
+    assert ideal_prefill_between(base, uneven, 512) == pytest.approx(
+        ideal_prefill_between(base, width, 512))
+    assert ideal_decode_between(base, uneven) == pytest.approx(ideal_decode_between(base, width))
+    for ideal in (ideal_prefill_between(base, depth, 512), ideal_decode_between(base, depth)):
+        assert 1.15 < ideal < 16 / 12
 
 
 @pytest.mark.parametrize(("hidden", "width"), [
