@@ -81,6 +81,18 @@ def has_local_weights(name: str, model_dir: str | os.PathLike | None = None) -> 
     return (Path(_weight_source(get_model_spec(name), model_dir)) / "config.json").is_file()
 
 
+def local_weights_folder(name: str, model_dir: str | os.PathLike | None = None
+                         ) -> Path | None:
+    """The folder ``load_model(weights="auto")`` would load ``name`` from, when it is on
+    disk with safetensors weights (what streaming reads); None otherwise (the hub, random
+    weights, a config-only shape)."""
+    spec = get_model_spec(name)
+    folder = Path(_weight_source(spec, model_dir))
+    if spec.shape_only or not (folder / "config.json").is_file():
+        return None
+    return folder if any(folder.glob("*.safetensors")) else None
+
+
 def weights_obtainable(name: str, model_dir: str | os.PathLike | None = None) -> bool:
     """Whether ``load_model(weights="auto")`` can get weights: on disk, in the local hub
     cache, or from a reachable hub (it may still fail later, e.g. a licence not accepted)."""

@@ -309,12 +309,30 @@ def _write_index(out_dir: Path, plan: _Plan, files: list[str]) -> None:
     (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
+def _mlp_names(fam: Family, layers: int) -> set[str]:
+    """Every MLP tensor name of a model of ``layers`` layers (down's bias included)."""
+    return {nm for layer in range(layers) for nm in mlp_tensor_names(fam, layer)} | {
+        _down_bias(fam, i) for i in range(layers)}
+
+
+def folder_report(src_dir: str | Path, method: str, round_to: int = 1) -> PruneReport:
+    """The report of level 0 of the model in ``src_dir`` (nothing removed), counted from
+    its shards' headers as a streamed variant's report is (no weight read)."""
+    config = AutoConfig.from_pretrained(src_dir)
+    fam = family_of(config)
+    n, names = fam.width(config), _mlp_names(fam, config.num_hidden_layers)
+    sizes = {name: _numel(e.shape) for name, e in read_source(Path(src_dir)).entries.items()}
+    total, mlp = sum(sizes.values()), sum(v for nm, v in sizes.items() if nm in names)
+    return PruneReport(method=method, pct=0.0, intermediate_size_before=n,
+                       intermediate_size_after=n, hidden_size=config.hidden_size,
+                       total_params_before=total, total_params_after=total,
+                       mlp_params_before=mlp, mlp_params_after=mlp, round_to=round_to)
+
+
 def _report(src: Source, plan: _Plan, fam: Family, config, n: int, k: int, method: str,
             round_to: int, seed: int, slicer: _LayerSlicer) -> PruneReport:
     """The same report as in-memory pruning, counted from the shapes."""
-    mlp_names = {nm for layer in range(config.num_hidden_layers)
-                 for nm in mlp_tensor_names(fam, layer)} | {
-        _down_bias(fam, i) for i in range(config.num_hidden_layers)}
+    mlp_names = _mlp_names(fam, config.num_hidden_layers)
     before = {name: _numel(e.shape) for name, e in src.entries.items()}
     after = {name: _numel(shape) for name, shape in plan.shapes.items()}
     mlp_b = sum(v for nm, v in before.items() if nm in mlp_names)

@@ -14,16 +14,20 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import torch
+
 from glu_prune.catalog.models import ModelSpec, get_model_spec
 from glu_prune.core.calibration import LayerStats, calibrate
 from glu_prune.core.calibration_data import (CalibrationSettings, calibration_batches,
                                               settings_for)
 from glu_prune.core.importance import get_scorer, needs_calibration
-from glu_prune.core.loading import (WeightsUnavailable, default_dtype, has_local_weights,
-                                    load_model)
+from glu_prune.core.loading import (WeightsUnavailable, check_architecture, default_dtype,
+                                    has_local_weights, load_model, load_tokenizer,
+                                    local_weights_folder)
 from glu_prune.core.placement import Placement, place
 from glu_prune.core.prune import PruneReport
 from glu_prune.core.shapes import ShapeInputs, build_shape
+from glu_prune.core.stream_variants import build_streamed, stream_refusal
 
 LOG = logging.getLogger(__name__)
 
@@ -152,6 +156,7 @@ class BuiltVariant:
     tokenizer: Any
     report: PruneReport
     weights: str  # "pretrained" or "random"
+    base_config: Any = None  # the unpruned model's config (same depth): what ideals compare
 
     @property
     def slug(self) -> str:
@@ -185,6 +190,10 @@ class VariantCache:
     ``placement``: spread each variant over devices (accelerate's device map); the base is
     then loaded and pruned in CPU memory and each variant, level 0 included, is a placed
     copy, so the base stays whole for the next level.
+    ``stream_dir``: build width variants of a model on disk by streaming into fresh folders
+    under it, then load them (placed, with ``placement``): the unpruned model is never held
+    whole (:mod:`glu_prune.core.stream_variants`); a run of fewer layers than the model has
+    is built in memory (it is that small).
     """
 
     device: str | None = None
@@ -193,6 +202,7 @@ class VariantCache:
     model_dir: str | None = None
     calibration: CalibrationFor = settings_for
     placement: Placement | None = None
+    stream_dir: str | None = None
     builds: dict[str, int] = field(default_factory=dict)  # slug -> times built
     _stats: tuple[str, list[LayerStats]] | None = None  # (tag, stats) of the resident base
     _base: tuple[tuple[str, int | None], Any, Any, str] | None = None
@@ -251,6 +261,9 @@ class VariantCache:
         if self._current is not None and self._current[0] == key:
             return self._current[1]
         self._check_available(vid.model)
+        folder = self._stream_source(vid, num_layers)
+        if folder is not None:
+            return self._built(key, vid, *self._streamed(vid, folder))
         same_base = self._base is not None and self._base[0] == (vid.model, num_layers)
         self._drop(base=not same_base)  # one collection frees both when the model changes
         base, tok, weights = self._load_base(vid.model, num_layers)
@@ -262,12 +275,55 @@ class VariantCache:
         report = self._prune(model, vid, base, tok)
         if placed:
             place(model, self.placement)
+        return self._built(key, vid, model, tok, report, weights, base.config)
+
+    def _built(self, key: tuple[VariantId, int | None], vid: VariantId, model: Any, tok: Any,
+               report: PruneReport, weights: str, base_config: Any) -> BuiltVariant:
+        """Count, log and keep the variant just built as the current one."""
         self.builds[vid.slug] = self.builds.get(vid.slug, 0) + 1
         LOG.info("built %s (intermediate %d, %s weights)", vid.slug,
                  report.intermediate_size_after, weights)
-        built = BuiltVariant(vid, get_model_spec(vid.model), model, tok, report, weights)
+        built = BuiltVariant(vid, get_model_spec(vid.model), model, tok, report, weights,
+                             base_config)
         self._current = (key, built)
         return built
+
+    def _stream_source(self, vid: VariantId, num_layers: int | None) -> Any:
+        """The model folder to stream ``vid`` from, or None to build it in memory (not
+        streaming, no safetensors folder on disk, or a reduced-depth run); a shape that
+        cannot stream is an error, never a silent in-memory build."""
+        if self.stream_dir is None or self.weights == "random":
+            return None
+        folder = local_weights_folder(vid.model, self.model_dir)
+        full = int(get_model_spec(vid.model).architecture.get("num_hidden_layers", 0))
+        if folder is None or (num_layers is not None and num_layers < full):
+            LOG.info("%s: built in memory (%s)", vid.slug, "a reduced-depth run" if folder
+                     else "no safetensors folder on disk to stream from")
+            return None
+        refusal = stream_refusal(vid.shape, num_layers, full)
+        if refusal:
+            raise ValueError(f"{vid.slug}: {refusal}")
+        return folder
+
+    def _streamed(self, vid: VariantId, folder: Any
+                  ) -> tuple[Any, Any, PruneReport, str, Any]:
+        """(model, tokenizer, report, weights, base config) of ``vid`` streamed from
+        ``folder``."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(folder)
+        check_architecture(config, get_model_spec(vid.model), source=str(folder))
+        self._drop(base=True)  # nothing of an in-memory build stays beside it
+        tok = load_tokenizer(vid.model, model_dir=self.model_dir)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        batches = (self._batches_for(vid, tok)
+                   if vid.pct > 0 and needs_calibration(vid.method) else None)
+        model, report = build_streamed(
+            folder, self.stream_dir, slug=vid.slug, method=vid.method, pct=vid.pct,
+            round_to=vid.round_to, batches=batches, calibration=vid.calibration or None,
+            dtype=self.dtype or default_dtype(device), device=device,
+            placement=self.placement)
+        return model, tok, report, "pretrained", config
 
     def _stats_for(self, vid: VariantId, base: Any, tok: Any) -> list[LayerStats]:
         """The resident base's calibration statistics under ``vid``'s settings."""
@@ -293,11 +349,6 @@ class VariantCache:
         inputs = ShapeInputs(stats=lambda: self._stats_for(vid, base, tok),
                              batches=lambda: self._batches_for(vid, tok))
         return build_shape(model, vid, inputs)
-
-    @property
-    def base(self) -> Any | None:
-        """The resident unpruned model (None when none is): what variants are cut from."""
-        return None if self._base is None else self._base[1]
 
     def clear(self) -> None:
         """Drop every resident model."""

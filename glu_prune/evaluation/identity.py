@@ -56,29 +56,48 @@ def _unique_tensors(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, st
     return unique, alias
 
 
-def _state_dict(model: Any) -> dict[str, Any]:
-    """``model.state_dict()``, with the weights a placed model offloaded to CPU or disk
-    (meta tensors in its own state dict) read back by accelerate, in the same order."""
-    state = model.state_dict()
-    if not any(t.device.type == "meta" for t in state.values()):
-        return state
-    from accelerate.utils.modeling import get_state_dict_offloaded_model
+def _own_tensors(module: Any) -> Iterator[tuple[str, Any]]:
+    yield from module.named_parameters(recurse=False)
+    yield from module.named_buffers(recurse=False)
 
-    onloaded = get_state_dict_offloaded_model(model)
-    return {name: onloaded[name] for name in state}
+
+def _offloaded_digests(model: Any, names: set[str]) -> dict[str, str]:
+    """Digests of the tensors a placed model offloaded to CPU or disk (meta tensors in its
+    state dict), read back by accelerate one module at a time: only that module's weights
+    are in CPU memory at once, so a model bigger than memory can still be identified."""
+    from accelerate.utils import align_module_device
+
+    out: dict[str, str] = {}
+    for prefix, module in model.named_modules():
+        own = {f"{prefix}.{n}" if prefix else n: n for n, t in _own_tensors(module)
+               if t.device.type == "meta"}
+        if not own.keys() & names:
+            continue
+        with align_module_device(module, "cpu"):
+            tensors = dict(_own_tensors(module))
+            for full, n in own.items():
+                if full in names:
+                    out[full] = tensor_digest(tensors[n])
+    return out
 
 
 def weights_digest(model: Any, workers: int | None = None) -> str:
     """One digest over every tensor of ``model.state_dict()`` (names, shapes, dtypes, bytes),
-    offloaded weights included."""
-    state = _state_dict(model)
-    unique, alias = _unique_tensors(state)
+    offloaded weights included; tied weights hash to the same digest whether or not their
+    tie is visible (a placement may hold the two names apart)."""
+    state = model.state_dict()
+    offloaded = {name for name, t in state.items() if t.device.type == "meta"}
+    digests = _offloaded_digests(model, offloaded) if offloaded else {}
+    unique, alias = _unique_tensors({k: t for k, t in state.items() if k not in offloaded})
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        digests = dict(zip(unique, pool.map(tensor_digest, unique.values())))
+        digests.update(zip(unique, pool.map(tensor_digest, unique.values())))
+    missing = sorted(offloaded - digests.keys())
+    if missing:
+        raise ValueError(f"offloaded weights {missing[:3]} could not be read back to hash")
     h = hashlib.sha256()
     for name in state:
-        h.update(f"{name}={digests[name] if name in digests else '@' + alias[name]};".encode())
+        h.update(f"{name}={digests[name] if name in digests else digests[alias[name]]};".encode())
     return h.hexdigest()
 
 

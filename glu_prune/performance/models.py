@@ -5,8 +5,6 @@ weights of the exact shape).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
-
 import torch
 
 from glu_prune.core.arithmetic import ideal_decode_between, ideal_prefill_between
@@ -23,7 +21,6 @@ class PerfModel(BuiltVariant):
     """A built variant with the perf axes (depth, dtype, shape) it was built for."""
 
     variant: PerfVariant | None = None  # always given; a default only because it comes last
-    base_config: Any = None  # the unpruned model's at the same run depth (always given)
 
     def ideal_prefill(self, prompt_len: int) -> float:
         """The FLOP-ideal prefill speedup over the unpruned model, from the two configs
@@ -40,16 +37,17 @@ class PerfModels:
     on disk and random weights of the exact shape otherwise (the hub is never asked)."""
 
     def __init__(self, device: str, dtype: torch.dtype, model_dir: str | None = None,
-                 placement: Placement | None = None):
+                 placement: Placement | None = None, stream_dir: str | None = None):
         self.cache = VariantCache(device=device, dtype=dtype, weights="local",
-                                  model_dir=model_dir, placement=placement)
+                                  model_dir=model_dir, placement=placement,
+                                  stream_dir=stream_dir)
         self._level_zero: PerfModel | None = None
 
     def get(self, v: PerfVariant) -> PerfModel:
         """The built variant ``v`` (reused when it is the current one)."""
         built = self.cache.get(v.id, num_layers=v.layers)
         return PerfModel(**{f.name: getattr(built, f.name) for f in fields(BuiltVariant)},
-                         variant=v, base_config=self.cache.base.config)
+                         variant=v)
 
     def level_zero(self, v: PerfVariant) -> PerfModel:
         """The unpruned model of ``v``'s shape and depth, resident beside ``v``.

@@ -159,6 +159,16 @@ class Options:
     # --glu-device-map, --glu-max-memory, --glu-offload-folder: where every variant runs,
     # for quality and speed alike (None: one device)
     placement: Placement | None = placement_field()
+    stream: bool = switch(
+        "--glu-stream",
+        "build each width variant of a model folder by streaming, one layer in memory at a "
+        "time, into <--glu-cache-dir>/stream, then load it (placed with --glu-device-map): "
+        "the unpruned model is never held whole (default: off, built in memory)")
+
+    @property
+    def stream_dir(self) -> str | None:
+        """Where streamed variants are written (None: variants are built in memory)."""
+        return str(Path(self.cache_dir) / "stream") if self.stream else None
 
     # ---------------------------------------------------------------- results
     report_dir: Path = option(

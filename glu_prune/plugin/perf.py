@@ -95,7 +95,8 @@ class PerfSuite:
                                             tolerance=s.tolerance, update=o.update_baselines)
         except JudgingError as exc:  # a bad or old-format file: one line, every speed test
             pytest.fail(str(exc), pytrace=False)
-        ctx = PerfContext(s, PerfModels(s.device, s.torch_dtype, o.models_dir, s.placement),
+        models = PerfModels(s.device, s.torch_dtype, o.models_dir, s.placement, o.stream_dir)
+        ctx = PerfContext(s, models,
                           baselines, require_baselines=o.require_baselines)
         if s.on_gpu:
             _attach_energy_meter(ctx)

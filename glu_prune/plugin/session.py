@@ -42,7 +42,8 @@ class GluSession:
         self.opts = opts
         self.variants = variants
         self.cache = VariantCache(device=opts.device, model_dir=opts.models_dir,
-                                  calibration=opts.calibration_for, placement=opts.placement)
+                                  calibration=opts.calibration_for, placement=opts.placement,
+                                  stream_dir=opts.stream_dir)
         self.builds = BuildCounter()
         self.worker = hasattr(config, "workerinput")
         # the controller writes the results; xdist workers only send records
@@ -66,6 +67,11 @@ class GluSession:
             except ValueError as exc:
                 raise pytest.UsageError(f"glu-prune: {exc}") from None
         opts = Options.read(config)  # after pinning: checking --glu-device may start CUDA
+        if opts.stream and opts.shapes.shapes != ("width",):
+            raise pytest.UsageError(
+                f"glu-prune: --glu-stream builds width variants only (the same neurons cut "
+                f"in every layer); --glu-shapes={','.join(opts.shapes.shapes)} asks for "
+                f"others: drop one of the two")
         PerfSuite.refuse_xdist(config)
         refuse_under_xdist(config, opts.placement)
         # registered here so --strict-markers runs also work with -p no:xdist

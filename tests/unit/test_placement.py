@@ -81,6 +81,29 @@ def test_each_model_runs_its_own_offloaded_weights(tiny, tmp_path):
     assert first is not second
 
 
+def test_the_identity_reads_offloaded_weights_back_one_module_at_a_time(tiny, tmp_path,
+                                                                      monkeypatch):
+    """A model bigger than memory can be identified: while a weight is hashed, at most one
+    offloaded module holds real weights (the rest stay on the meta device)."""
+    from glu_prune.evaluation import identity
+
+    model, tok = tiny
+    placed = place(copy.deepcopy(model), _cpu_and_disk(tmp_path))
+    offloaded = [m for m in placed.modules()
+                 if any(t.device.type == "meta" for t in m.parameters(recurse=False))]
+    assert len(offloaded) > 4
+    onloaded, digest = [], identity.tensor_digest
+
+    def counting(tensor):
+        onloaded.append(sum(not any(t.device.type == "meta" for t in m.parameters(recurse=False))
+                            for m in offloaded))
+        return digest(tensor)
+
+    monkeypatch.setattr(identity, "tensor_digest", counting)
+    assert model_identity(placed, tok) == model_identity(model, tok)
+    assert onloaded and max(onloaded) == 1, onloaded
+
+
 def _tied_params_maps(model) -> list[dict]:
     hooks = (getattr(m, "_hf_hook", None) for m in model.modules())
     return [h.tied_params_map for h in hooks if getattr(h, "tied_params_map", None) is not None]
