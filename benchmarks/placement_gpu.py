@@ -4,7 +4,9 @@
 
 Places the tiny model on GPU 0 + CPU + disk and a random-weight Llama-3.2-1B shape on
 GPU 0 + CPU (accelerate's device map, ``glu_prune.core.placement``): logits and generated
-tokens against the unplaced model on the GPU, the timers' synchronization of every placed
+tokens against the unplaced model on the GPU (placed directly, built and placed by the
+suite's variant cache, and streamed then placed by ``from_pretrained`` as ``--glu-stream``
+does), the timers' synchronization of every placed
 GPU, and NVML energy summed over the placement's GPUs. Prints one line per check.
 """
 
@@ -45,6 +47,11 @@ def tiny_checks(folder: str) -> None:
     vid = VariantId("tiny-llama", "maw", 40)
     diff = (_logits(cache.get(vid).model, ids) - _logits(plain.get(vid).model, ids)).abs().max()
     print(f"tiny p40 built with placement vs on the GPU: max |logit diff| {diff.item():.3g}")
+    streamed = VariantCache(device="cuda", dtype=torch.float32, placement=placement,
+                            stream_dir=tempfile.mkdtemp(dir=folder))
+    diff = (_logits(streamed.get(vid).model, ids) - _logits(plain.get(vid).model, ids)).abs()
+    print(f"tiny p40 streamed (--glu-stream) and placed by from_pretrained vs on the GPU: "
+          f"max |logit diff| {diff.max().item():.3g}")
 
 
 def _median_time(fn, n: int = 5) -> float:
