@@ -90,9 +90,9 @@ def read_source(folder: Path) -> Source:
     return src
 
 
-def read_tensor(entry: TensorEntry) -> torch.Tensor:
-    """One tensor, read into fresh memory."""
-    buf = torch.empty(entry.nbytes, dtype=torch.uint8)
+def read_tensor(entry: TensorEntry, into: torch.Tensor | None = None) -> torch.Tensor:
+    """One tensor, read into fresh memory, or into ``into`` (uint8, at least its bytes)."""
+    buf = torch.empty(entry.nbytes, dtype=torch.uint8) if into is None else into[:entry.nbytes]
     with open(entry.file, "rb") as f:
         f.seek(entry.start)
         if f.readinto(buf.numpy()) != entry.nbytes:
