@@ -1,7 +1,7 @@
 """Streaming vs in-memory pruning of a random-weight Llama folder: wall time and peak RSS.
 
     python benchmarks/streaming_cost.py [--layers 4,8,16] [--runs 3] [--tmp /tmp]
-                                        [--method wanda_sp --calib 8x256]
+                                        [--method wanda_sp --calib 8x256] [--cold]
 
 For each depth (1B-like layers: hidden 2048, width 8192, vocab 32000, fp32) a sharded
 safetensors folder is written under ``--tmp`` (random tensors written straight to shards,
@@ -13,6 +13,11 @@ as the pruned output once, with the same files), ``memory`` (``from_pretrained``
 (``collect_stats`` on the loaded model; layer by layer when streamed). Peak RSS is the
 child's own ``VmHWM`` (a forked child's ``ru_maxrss`` starts at the parent's) minus that of a child that only imports the same modules. Medians.
 Everything written is deleted at the end. Speed does not depend on weight values.
+
+``--cold`` flushes and drops the page cache before every job (``sync``, then
+``/proc/sys/vm/drop_caches``: needs root), so each job reads the model from disk, as a model
+bigger than memory always is; without it, what the cache holds depends on the job before
+(the in-memory job's 1.5x the model evicts part of it), which swings times by 2x here.
 """
 
 from __future__ import annotations
@@ -95,10 +100,21 @@ def write_model(folder: Path, layers: int) -> int:
     return size
 
 
+COLD = False  # --cold: drop the page cache before every job
+
+
+def drop_page_cache() -> None:
+    """Write back dirty pages, then drop the clean ones (root only)."""
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("1\n")
+
+
 def run_child(job: str, src: Path, out: Path, want: int, calib: tuple[str, int, int]
               ) -> tuple[float, int]:
     """(seconds, peak RSS bytes) of one job in a fresh process (``calib``: method, sequences,
     tokens; 0 sequences for a weight-only method)."""
+    if COLD:
+        drop_page_cache()
     proc = subprocess.Popen([sys.executable, "-c", CHILD, job, str(src), str(out), str(want),
                              *map(str, calib)], stdout=subprocess.PIPE, text=True)
     text, _ = proc.communicate()
@@ -141,7 +157,10 @@ def main() -> None:
     ap.add_argument("--tmp", default=tempfile.gettempdir())
     ap.add_argument("--method", default="maw")
     ap.add_argument("--calib", default="8x256", help="calibration sequences x tokens")
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before every job")
     args = ap.parse_args()
+    global COLD
+    COLD = args.cold
     n, seq = map(int, args.calib.split("x"))
     calib = (args.method, n if needs_calibration(args.method) else 0, seq)
     print("| GB | in-memory s / peak GB | stream s / peak GB | floor s | stream/floor time "
