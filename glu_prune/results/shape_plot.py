@@ -77,24 +77,32 @@ def shapes_figure(model: str, records: Sequence[Record]) -> Any:
     untimed = [p for p in points if p[2] is None]
     fig, axes = _figure()  # matplotlib's guard and the charts' size and layout
     fig.delaxes(axes[0][0])
-    strip, ax = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1, 5]})
+    if untimed:  # a strip of their own for variants with no decode speed
+        strip, ax = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1, 5]})
+    else:
+        ax = fig.subplots(1, 1)
+        strip = None
     methods: dict[tuple[str, str], int] = {}
     seen: set[str] = set()
     ax.plot([1.0], [0.0], marker="*", color="grey", markersize=12, linestyle="none",
             label="level 0 (reference)")
     _draw(ax, timed, [p[2] for p in timed], methods, seen)
-    _draw(strip, untimed, [(i + 1) / (len(untimed) + 1) for i in range(len(untimed))],
-          methods, seen)
-    for a in (ax, strip):
+    panels = [ax] if strip is None else [ax, strip]
+    ylabel = "mean relative change in quality, % (negative = worse)"
+    if strip is not None:
+        _draw(strip, untimed, [(i + 1) / (len(untimed) + 1) for i in range(len(untimed))],
+              methods, seen)
+        strip.set(xlim=(0, 1), xticks=[], title="decode speed\nnot measured", ylabel=ylabel)
+    else:
+        ax.set(ylabel=ylabel)
+    for a in panels:
         a.axhline(0, color="grey", linewidth=0.8)
     ax.axvline(1, color="grey", linewidth=0.8, linestyle=":")
-    strip.set(xlim=(0, 1), xticks=[], title="decode speed\nnot measured",
-              ylabel="mean relative change in quality, % (negative = worse)")
     bench = _decode_bench(records)
     ax.set(xlabel=f"decode speedup vs level 0, measured ({bench or 'no TPOT run'})",
            title=f"{model}: quality vs decode speed per shape")
     handles, labels = [], []
-    for a in (ax, strip):
+    for a in panels:
         h, lab = a.get_legend_handles_labels()
         handles += h
         labels += lab
