@@ -29,8 +29,8 @@ from glu_prune.core.importance import (BIAS_COMPENSATED, CALIBRATED_SCORERS, get
 from glu_prune.core.mlps import (down_linear, glu_mlps, intermediate_size_of, row_index,
                                  row_linears, set_layer_widths, width_of)
 
-__all__ = ["PruneReport", "apply_kept", "count_params", "count_params_of", "glu_mlps", "intermediate_size_of",
-           "layer_scores", "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
+__all__ = ["PruneReport", "apply_kept", "count_params", "count_params_of", "glu_mlps",
+           "intermediate_size_of", "layer_scores", "plan_pruning", "prune_glu_mlp", "select_kept", "slice_mlp"]
 
 LOG = logging.getLogger(__name__)
 

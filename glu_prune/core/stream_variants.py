@@ -29,15 +29,12 @@ from glu_prune.core.streaming import folder_report, stream_prune
 LOG = logging.getLogger(__name__)
 
 
-def stream_refusal(shape: str, num_layers: int | None, full_layers: int) -> str:
-    """Why a variant cannot be built by streaming ("" when it can): streaming cuts the same
-    width from every layer of the whole model."""
+def stream_refusal(shape: str) -> str:
+    """Why a variant of ``shape`` cannot be built by streaming ("" when it can): streaming
+    cuts the same width from every layer."""
     if shape != "width":
         return (f"a {shape} variant cannot be built by streaming (it cuts uniform widths "
                 f"only); run {shape} variants without --glu-stream")
-    if num_layers is not None and num_layers != full_layers:
-        return (f"streaming builds whole models; {num_layers} of {full_layers} layers were "
-                f"asked for")
     return ""
 
 

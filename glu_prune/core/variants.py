@@ -300,7 +300,7 @@ class VariantCache:
             LOG.info("%s: built in memory (%s)", vid.slug, "a reduced-depth run" if folder
                      else "no safetensors folder on disk to stream from")
             return None
-        refusal = stream_refusal(vid.shape, num_layers, full)
+        refusal = stream_refusal(vid.shape)
         if refusal:
             raise ValueError(f"{vid.slug}: {refusal}")
         return folder

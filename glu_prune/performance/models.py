@@ -5,6 +5,7 @@ weights of the exact shape).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+
 import torch
 
 from glu_prune.core.arithmetic import ideal_decode_between, ideal_prefill_between

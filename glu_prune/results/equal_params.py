@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 from glu_prune.results.analysis import (chance_benchmarks, columns_of, group_means,
                                         level_zero_records, split_primary, unpruned)
 from glu_prune.results.format import Table, fmt_change, level_label
-from glu_prune.results.perf_tables import family, perf_records, speedup_cell, speedup_of
+from glu_prune.results.perf_tables import (family, perf_records, significant, speedup_cell,
+                                           speedup_of)
 from glu_prune.results.record import QUALITY_KINDS, SHAPES, SPEED_KINDS, Record
 
 TITLE = "Width vs depth at equal parameters"
@@ -174,11 +175,15 @@ def _ideal(m: Member, bench: str, perf: Sequence[Record]) -> float | None:
                  and (p.pct, p.round_to) == same and p.ideal), None)
 
 
+def _reference(bench: str, perf: Sequence[Record]) -> Record | None:
+    """Level 0's speed record on ``bench`` (what every speedup is against)."""
+    return next((p for p in perf if p.benchmark == bench and unpruned(p)), None)
+
+
 def speedup(m: Member, bench: str, perf: Sequence[Record]) -> float | None:
     """The measured speedup of member ``m`` on speed benchmark ``bench`` (None: not timed)."""
-    ref = next((p for p in perf if p.benchmark == bench and unpruned(p)), None)
     own = _own(m, bench, perf)
-    return speedup_of(own, ref)[0] if own is not None else None
+    return speedup_of(own, _reference(bench, perf))[0] if own is not None else None
 
 
 def _speed_cell(m: Member, bench: str, perf: Sequence[Record]) -> str:
@@ -188,11 +193,10 @@ def _speed_cell(m: Member, bench: str, perf: Sequence[Record]) -> str:
     ideal_text = f"ideal {ideal:.2f}x" if ideal else "ideal -"
     if own is None:
         return f"not measured ({ideal_text})"
-    ref = next((p for p in perf if p.benchmark == bench and unpruned(p)), None)
+    ref = _reference(bench, perf)
     measured = speedup_of(own, ref)[0]
-    shown = "n.s." not in (cell := speedup_cell(own, ref))
-    ratio = f", {measured / ideal:.2f}" if ideal and measured and shown else ""
-    return f"{cell} ({ideal_text}{ratio})"
+    ratio = f", {measured / ideal:.2f}" if ideal and measured and significant(own) else ""
+    return f"{speedup_cell(own, ref)} ({ideal_text}{ratio})"
 
 
 def speed_table(records: Sequence[Record]) -> Table:

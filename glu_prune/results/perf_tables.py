@@ -114,6 +114,13 @@ def speedup_of(r: Record, ref: Record | None = None
     return ratio, None, None
 
 
+def significant(r: Record) -> bool:
+    """Whether ``r``'s speedup is a measured change: a paired interval that excludes 1, or
+    an unpaired ratio (which has no interval to judge it by)."""
+    e = r.extra
+    return bool(e.get("speedup_significant") or not e.get("speedup_paired", True))
+
+
 def speedup_cell(r: Record, ref: Record | None) -> str:
     """``1.25x [1.10-1.41]``; **n.s.** when the interval contains 1; unpaired ratios say so."""
     e = r.extra
@@ -145,14 +152,13 @@ def _perf_row(r: Record, ref: Record | None, runs: Runs, several: bool) -> list[
     e = r.extra
     quartiles = (f"{fmt_number(e['q1'], r.unit)}-{fmt_number(e['q3'], r.unit)}"
                  if e.get("q1") is not None and e.get("q3") is not None else "-")
-    significant = e.get("speedup_significant") or not e.get("speedup_paired", True)
     efficiency = e.get("efficiency")
     verdict = MARKS.get(r.verdict or "", "").strip() or (r.verdict or "-")
     return [row_label(variant_key(r), several) + runs.mark(r), fmt_value(r), quartiles,
             str(e.get("rounds", "-")), str(e.get("outliers", "-")), _pair_cell(r),
             speedup_cell(r, ref),
             f"{r.ideal:.2f}x" if r.ideal and r.pct else "-",
-            f"{efficiency:.2f}" if efficiency is not None and significant and r.pct else "-",
+            f"{efficiency:.2f}" if efficiency is not None and significant(r) and r.pct else "-",
             verdict]
 
 
