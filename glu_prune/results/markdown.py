@@ -64,8 +64,12 @@ def failed_banner(run: dict[str, Any], source: str = "") -> str:
     """The banner of a run whose every test failed or errored, with its first error."""
     first = next(iter(run.get("failed") or []), None)
     error = f" First: {first['test']}: {first['error']}" if first else ""
-    return (f"**FAILED RUN{' ' + source if source else ''}: all {run['tests']['ran']} tests "
-            f"that ran failed or errored, so it measured nothing.**{error} Any other "
+    head = f"**FAILED RUN{' ' + source if source else ''}: all {run['tests']['ran']} tests "
+    measured = run["tests"].get("measured") or 0
+    if measured:  # e.g. --glu-update-baselines: each pinned test fails on purpose
+        return (f"{head}that ran failed or errored; {measured} of them recorded their "
+                f"measurements, shown below.**{error}")
+    return (f"{head}that ran failed or errored, so it measured nothing.**{error} Any other "
             f"records here come from earlier runs.")
 
 
