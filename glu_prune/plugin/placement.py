@@ -19,12 +19,6 @@ from glu_prune.plugin.option_spec import Parsing, Spec, options
 
 DEVICE_MAP, MAX_MEMORY, OFFLOAD = "--glu-device-map", "--glu-max-memory", "--glu-offload-folder"
 
-# Until benchmarks/placement_gpu.py passes on a GPU, a placement that includes one is
-# refused: on an H200 a variant built and placed by the suite ran with weights that were
-# not its own (a gate_proj of the embedding's shape), a wrong model that could pass.
-GPU_REFUSAL = ("placement over GPUs is disabled: on an H200 a placed variant ran with "
-               "weights not its own (docs/large-models.md)")
-
 SPECS = (
     Spec(DEVICE_MAP, f"spread each variant over GPUs, CPU and disk with accelerate's device "
                      f"map, as lm-eval's parallelize=True does: {', '.join(STRATEGIES)}; "
@@ -63,9 +57,6 @@ def read_placement(p: Parsing) -> Placement | None:
     if missing:
         raise BadOption(MAX_MEMORY, memory, "GPU indices below the visible count, or cpu",
                         f"GPU {missing[0]} does not exist: {visible} CUDA device(s) visible")
-    if visible and (not caps or any(isinstance(k, int) for k, _ in caps)):
-        raise BadOption(MAX_MEMORY, memory, "caps naming only cpu (with "
-                        f"{OFFLOAD} for disk), e.g. cpu=200GiB", GPU_REFUSAL)
     if folder is not None:
         writable_dir(OFFLOAD, folder, p.cwd)
     return Placement(strategy, caps, None if folder is None else str(Path(p.cwd, folder)))
