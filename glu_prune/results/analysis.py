@@ -101,14 +101,25 @@ def unpruned(r: Record) -> bool:
     return r.shape == "width" and not r.pct
 
 
-def benchmark_changes(records: Sequence[Record], key: Callable[[Record], Hashable] = variant_key
-                      ) -> dict[Hashable, dict[str, float]]:
-    """Per variant (``key``: (pct, method, round_to), or e.g. the slug): benchmark -> mean
-    quality change over its metrics (vs level 0, else vs baseline). Level 0 itself is left
-    out, and so are benchmarks at chance at level 0."""
+def _change_se(r: Record, ref: Record | None) -> float | None:
+    """Standard error of ``r``'s relative change vs ``ref`` (else its baseline), by the
+    delta method with independent errors; None when neither side has a standard error."""
+    ref_value, se_ref = (ref.value, ref.stderr) if ref is not None else (r.baseline,
+                                                                         r.baseline_stderr)
+    if (r.stderr is None and se_ref is None) or not ref_value:
+        return None
+    se_v, se_ref = r.stderr or 0.0, se_ref or 0.0
+    num, den, se_num, se_den = ((ref_value, r.value, se_ref, se_v) if r.direction == "lower"
+                                else (r.value, ref_value, se_v, se_ref))
+    return math.hypot(se_num / den, num * se_den / den ** 2) if den else None
+
+
+def _changes(records: Sequence[Record], key: Callable[[Record], Hashable]
+             ) -> dict[Hashable, dict[str, list[tuple[float, float | None]]]]:
+    """Per variant: benchmark -> [(relative change, its standard error), ...] per metric."""
     recs = [r for r in records if r.kind in QUALITY_KINDS]
     refs, noise = level_zero_records(recs), set(chance_benchmarks(recs)) if recs else set()
-    out: dict[Hashable, dict[str, list[float]]] = {}
+    out: dict[Hashable, dict[str, list[tuple[float, float | None]]]] = {}
     for r in recs:
         if unpruned(r) or r.benchmark in noise:
             continue
@@ -116,15 +127,29 @@ def benchmark_changes(records: Sequence[Record], key: Callable[[Record], Hashabl
         ref_value = ref.value if ref is not None else r.baseline
         change = quality_change(r.value, ref_value, r.direction) if ref_value else None
         if change is not None:
-            out.setdefault(key(r), {}).setdefault(r.benchmark, []).append(change)
-    return {k: {b: sum(v) / len(v) for b, v in d.items()} for k, d in out.items()}
+            out.setdefault(key(r), {}).setdefault(r.benchmark, []).append(
+                (change, _change_se(r, ref)))
+    return out
+
+
+def benchmark_changes(records: Sequence[Record], key: Callable[[Record], Hashable] = variant_key
+                      ) -> dict[Hashable, dict[str, float]]:
+    """Per variant (``key``: (pct, method, round_to), or e.g. the slug): benchmark -> mean
+    quality change over its metrics (vs level 0, else vs baseline). Level 0 itself is left
+    out, and so are benchmarks at chance at level 0."""
+    return {k: {b: sum(c for c, _ in v) / len(v) for b, v in d.items()}
+            for k, d in _changes(records, key).items()}
+
+
+def _groups(records: Sequence[Record]) -> dict[str, str]:
+    return {r.benchmark: r.group for r in records if r.group}
 
 
 def group_means(records: Sequence[Record], key: Callable[[Record], Hashable] = variant_key
                 ) -> dict[Hashable, dict[str, float]]:
     """Per variant (``key`` as in :func:`benchmark_changes`): group ("fragile", "robust",
     "all") -> mean relative change."""
-    groups = {r.benchmark: r.group for r in records if r.group}
+    groups = _groups(records)
     out = {}
     for variant, changes in benchmark_changes(records, key).items():
         means = {}
@@ -134,6 +159,28 @@ def group_means(records: Sequence[Record], key: Callable[[Record], Hashable] = v
                 means[g or "all"] = sum(vals) / len(vals)
         out[variant] = means
     return dict(sorted(out.items()))
+
+
+GROUP_Z = 1.96  # group means carry a 95 % interval
+
+
+def group_half_widths(records: Sequence[Record], key: Callable[[Record], Hashable] = variant_key
+                      ) -> dict[Hashable, dict[str, float]]:
+    """Per variant and group (as :func:`group_means`): the half-width of the mean's 95 %
+    interval, from each benchmark's standard error of its change (the mean of its metrics'
+    ones), benchmarks independent. A metric without a standard error (wikitext perplexity)
+    counts as exact; a group where none has one gets no interval."""
+    groups = _groups(records)
+    out: dict[Hashable, dict[str, float]] = {}
+    for variant, changes in _changes(records, key).items():
+        ses = {b: [se for _, se in v if se is not None] for b, v in changes.items()}
+        for g in ("fragile", "robust", None):
+            members = [b for b in changes if g is None or groups.get(b) == g]
+            known = [sum(ses[b]) / len(ses[b]) for b in members if ses[b]]
+            if members and known:
+                out.setdefault(variant, {})[g or "all"] = (
+                    GROUP_Z * math.sqrt(sum(se ** 2 for se in known)) / len(members))
+    return out
 
 
 def by_model(records: Iterable[Record]) -> dict[str, list[Record]]:

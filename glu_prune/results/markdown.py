@@ -31,7 +31,9 @@ LEGEND = """How to read these tables:
 - Record counts per model: *ok* = within tolerance of the stored baseline; *no baseline* =
   nothing stored to compare with (pin with `--glu-update-baselines`); *not judged* = shown
   only (side numbers such as p90 or tokens/s, and records without a verdict).
-- Groups: mean of value/ref - 1 (ref/value - 1 where lower is better): negative = worse.
+- Groups: mean of value/ref - 1 (ref/value - 1 where lower is better): negative = worse;
+  `±` = half-width of its 95 % interval, from the benchmarks' standard errors (a metric
+  without one, such as wikitext perplexity, counts as exact).
 - `[r1, 2 d]`: the record comes from an earlier run (see *Runs*), that long before the
   newest; `incomplete` = from a run that stopped before all its selected tests ran.""".split("\n")
 

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from glu_prune.results.analysis import (VariantKey, by_variant, level_zero_records, split_primary,
-                                        at_chance, chance_label, columns_of, group_means,
+                                        at_chance, chance_label, columns_of, group_half_widths,
+                                        group_means,
                                         several_methods, variant_key)
 from glu_prune.results.format import ARROWS, MARKS, Table, fmt_change, fmt_value, level_label
 from glu_prune.results.lookup import architecture, chance_level, sort_records
@@ -189,8 +190,15 @@ def group_table(records: Sequence[Record], runs: Runs = NO_RUNS) -> Table:
     for r in records:
         if r.kind in QUALITY_KINDS and r.verdict == "regression":
             regs[variant_key(r)] += 1
-    rows = [[row_label(k, several), _pct(m.get("fragile")), _pct(m.get("robust")),
-             _pct(m.get("all")), str(regs[k])] for k, m in means.items()]
+    halves = group_half_widths(records)
+
+    def cell(k: Any, g: str) -> str:
+        half = halves.get(k, {}).get(g)
+        mean = means[k].get(g)
+        return _pct(mean) + (f" ±{100 * half:.1f}" if half is not None and mean is not None
+                             else "")
+    rows = [[row_label(k, several), cell(k, "fragile"), cell(k, "robust"), cell(k, "all"),
+             str(regs[k])] for k in means]
     return ["level", "fragile ↑", "robust ↑", "all ↑", "regressions"], rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import json
+import math
 import random
 import re
 from dataclasses import replace
@@ -15,11 +16,12 @@ import pytest
 from glu_prune.cli import main
 from glu_prune.core.variants import VariantId
 from glu_prune.results import Record, load_document, markdown, merge, write_results
-from glu_prune.results.analysis import at_chance, count_line, group_means
+from glu_prune.results.analysis import (at_chance, count_line, group_half_widths,
+                                        group_means)
 from glu_prune.results.format import quality_change
 from glu_prune.results.perf_tables import performance_tables
 from glu_prune.results.runs import stamp
-from glu_prune.results.tables import capability_table
+from glu_prune.results.tables import capability_table, group_table
 
 # benchmark -> (metric, kind, direction, group) as the tiny-llama registry has them
 BENCH = {"wikitext": ("word_perplexity,none", "perplexity", "lower", "fragile"),
@@ -193,6 +195,24 @@ def test_group_means():
     assert means[(10.0, "maw", 1)]["robust"] == pytest.approx(0.0)
     assert means[(40.0, "maw", 1)]["robust"] == pytest.approx(0.1)
     assert (0.0, "maw", 1) not in means
+
+
+def test_group_means_carry_a_95_percent_interval_from_the_standard_errors():
+    records = [rec(0, "mmlu", 0.6, stderr=0.02), rec(0, "truthfulqa_mc1", 0.5, stderr=0.03),
+               rec(40, "mmlu", 0.3, stderr=0.02), rec(40, "truthfulqa_mc1", 0.5, stderr=0.03),
+               rec(0, "wikitext", 20.0), rec(40, "wikitext", 40.0)]
+    # delta method: se of v/r - 1 = hypot(se_v / r, v * se_r / r^2)
+    mmlu = math.hypot(0.02 / 0.6, 0.3 * 0.02 / 0.36)
+    tqa = math.hypot(0.03 / 0.5, 0.5 * 0.03 / 0.25)
+    half = group_half_widths(records)[(40.0, "maw", 1)]
+    assert half["robust"] == pytest.approx(1.96 * tqa)  # truthfulqa alone
+    # fragile: mmlu and wikitext (no stderr: exact), a mean of two
+    assert half["fragile"] == pytest.approx(1.96 * mmlu / 2)
+    assert half["all"] == pytest.approx(1.96 * math.hypot(mmlu, tqa) / 3)
+    row = group_table(records)[1][0]
+    assert row[1] == f"{100 * ((0.3 / 0.6 - 1) + (20 / 40 - 1)) / 2:+.1f}% ±{196 * mmlu / 2:.1f}"
+    assert group_half_widths(study()) == {}  # no standard errors at all: no interval
+    assert "`±` = half-width of its 95 % interval" in markdown(records)
 
 
 def test_quality_change():
