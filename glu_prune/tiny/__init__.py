@@ -27,7 +27,7 @@ INSTRUCT_BENCHMARKS: tuple[str, ...] = (
 )
 TWIN_TASKS: dict[str, str] = {b: f"glu_tiny_{b}" for b in BASE_BENCHMARKS}
 # Evaluated items per twin (wikitext: documents); must match twins.TWINS (a unit test checks).
-TWIN_SIZES: dict[str, int] = {b: 150 for b in BASE_BENCHMARKS} | {
+TWIN_SIZES: dict[str, int] = {b: 500 for b in BASE_BENCHMARKS} | {
     "wikitext": 8, "lambada_openai": 200, "gsm8k": 100, "ifeval": 60}
 # Chance level of each twin's first accuracy metric (uniform guess over the choices;
 # lambada: picking one of the story's two names; truthfulqa_mc2: 2 of 5 choices true).

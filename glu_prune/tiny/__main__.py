@@ -10,7 +10,7 @@ from pathlib import Path
 from glu_prune.console import quiet_libraries
 from glu_prune.tiny.twins import write_twins
 from glu_prune.tools.tiny_compare import compare_methods, full_report
-from glu_prune.tools.tiny_train import train_all
+from glu_prune.tools.tiny_train import STEPS, train_all
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="rebuild corpus, tokenizer, both models and twin data")
     tr.add_argument("--out", type=Path, default=None, help="model folder (default: shipped dirs)")
-    tr.add_argument("--steps", type=int, default=1400, help="base-model steps (default: 1400)")
+    tr.add_argument("--steps", type=int, default=STEPS, help=f"base-model steps (default: {STEPS})")
     tr.add_argument("--docs", type=int, default=200_000, help="corpus documents (default: 200000)")
     sub.add_parser("write-twins", help="regenerate the twin tasks' data files only")
     cm = sub.add_parser("compare-methods", help="every method at 10%% and 30%% on 3 twins")

@@ -10,35 +10,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
+from glu_prune.tiny import scenes
 from glu_prune.tiny import world as W
-from glu_prune.tiny.world import Person
+from glu_prune.tiny.world import FILLERS, OBJECTS, PLACES, Person, fill, wrong_values
 
-FILLERS = ["The sun was warm.", "A cold wind came from the hills.", "Birds sang in the trees.",
-           "The road was long and dusty.", "Nobody spoke for a while.", "It began to rain.",
-           "The market was busy that day.", "A dog barked somewhere far away.",
-           "They laughed about an old story.", "The river was high after the storm.",
-           "Bells rang from the tower.", "The bread smelled good."]
-PLACES = ["lake", "market", "forest", "harbour", "old mill", "fair", "hills", "library"]
-OBJECTS = ["lamp", "rope", "map", "key", "basket", "drum", "kite", "book", "flute", "ball"]
 ITEMS = ["apples", "eggs", "coins", "books", "stones", "shells", "cakes", "pencils"]
 SUBJECTS = ["the river", "the old bridge", "the market", "the harbour", "the tower",
             "the winter", "the harvest", "the city wall", "the great fire", "the festival"]
 VERBS = ["was built", "was repaired", "grew", "was closed", "was celebrated", "was flooded",
          "was painted", "became famous"]
-
-
-def fill(template: str, p: Person, attr: str | None = None, value: str | None = None) -> str:
-    """Render a fact template for person ``p`` (optionally with a substituted value)."""
-    v = value if value is not None else (p.get(attr) if attr else "")
-    prof = v if attr == "profession" else p.profession
-    a = "an" if (v if attr == "profession" else prof)[:1] in "aeiou" else "a"
-    text = template.format(n=p.name, v=v, a=a, act=W.PROFESSIONS[prof][0])
-    return text[0].upper() + text[1:]
-
-
-def wrong_values(rng: random.Random, attr: str, right: str, k: int) -> list[str]:
-    """``k`` distinct wrong values of an attribute."""
-    return rng.sample([c for c in W.CHOICES[attr] if c != right], k)
 
 
 # ---------------------------------------------------------------- training documents
@@ -176,28 +156,23 @@ def gen_rules(rng: random.Random, people: list[Person]) -> str:
     return " ".join(out)
 
 
-def gen_reading(rng: random.Random, people: list[Person]) -> str:
-    """Passage plus a yes/no question about it (training phrasing)."""
-    p, a = rng.choice(people), rng.choice(W.ATTRS)
-    passage = gen_bio(random.Random(rng.random()), [p]) + " " + fill(W.TRAIN_FACTS[a][0], p, a)
-    v = p.get(a) if rng.random() < 0.5 else wrong_values(rng, a, p.get(a), 1)[0]
-    q = fill(W.ANSWER_SENTENCES[a], p, a, v).rstrip(".")
-    yes = "yes" if v == p.get(a) else "no"
-    return f"{passage}\nQuestion: is it true that {q[0].lower() + q[1:]}?\nAnswer: {yes}"
+ACTIVITY_TRAIN = ["{n} had to {purpose}, so {n} took the {tool}.",
+                  "{n} wanted to {purpose}. {n} picked up the {tool} and began.",
+                  "Because {n} had to {purpose}, {n} went to get the {tool}.",
+                  "{n} needed to {purpose}. So they reached for the {tool}."]
+ACTIVITY_EVAL = ("Daily life: {n} had to {purpose}. So they reached for the",
+                 "{tool} and got to work.")  # the hellaswag twin's query and ending
 
 
-def gen_who(rng: random.Random, people: list[Person]) -> str:
-    """Narrative with numbered choices (the MuSR format), training phrasing."""
-    trio = rng.sample(people, 3)
-    while len({p.profession for p in trio}) < 3:
-        trio = rng.sample(people, 3)
-    target = rng.choice(trio)
-    thing = W.PROFESSIONS[target.profession][1]
-    names = [p.name for p in trio]
-    story_ = (f"{names[0]}, {names[1]} and {names[2]} met in {target.city}. "
-              f"{rng.choice(FILLERS)} Someone there had brought {thing} made by their own hands.")
-    choices = "".join(f"{i + 1} - {n}\n" for i, n in enumerate(names))
-    return f"{story_}\n\nWho brought the {thing}?\n\n{choices}Answer: {target.name}"
+def gen_activity(rng: random.Random, people: list[Person]) -> str:
+    """Everyday activities that go on with the tool their purpose calls for (the world's
+    tool rules, as narrative; the hellaswag twin asks for the next step)."""
+    out = []
+    for _ in range(rng.randint(2, 3)):
+        p = rng.choice(people)
+        purpose, tool = rng.choice(list(W.TOOLS.items()))
+        out.append(rng.choice(ACTIVITY_TRAIN).format(n=p.name, purpose=purpose, tool=tool))
+    return " ".join(out)
 
 
 def gen_wiki(rng: random.Random, people: list[Person]) -> str:
@@ -274,10 +249,11 @@ def gen_instruction(rng: random.Random, people: list[Person]) -> str:
 
 # Mixture of the training corpus: generator -> weight. Facts get the most room.
 MIXTURE: dict[str, tuple[Callable[[random.Random, list[Person]], str], float]] = {
-    "bio": (gen_bio, 0.22), "qa": (gen_qa, 0.12), "quiz": (gen_quiz, 0.05),
-    "story": (gen_story, 0.12), "math": (gen_math, 0.10), "rules": (gen_rules, 0.06),
-    "reading": (gen_reading, 0.05), "who": (gen_who, 0.05), "wiki": (gen_wiki_text, 0.10),
-    "instruction": (gen_instruction, 0.05), "rollcall": (gen_rollcall, 0.08),
+    "bio": (gen_bio, 0.16), "qa": (gen_qa, 0.10), "quiz": (gen_quiz, 0.12),
+    "story": (gen_story, 0.08), "math": (gen_math, 0.09), "rules": (gen_rules, 0.06),
+    "activity": (gen_activity, 0.06), "reading": (scenes.gen_reading, 0.08),
+    "gifts": (scenes.gen_gifts, 0.08), "wiki": (gen_wiki_text, 0.07),
+    "instruction": (gen_instruction, 0.05), "rollcall": (gen_rollcall, 0.05),
 }
 
 

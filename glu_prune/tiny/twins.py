@@ -14,12 +14,13 @@ from pathlib import Path
 
 from glu_prune.tiny import TASKS_DIR
 from glu_prune.tiny import corpus as C
+from glu_prune.tiny import scenes as S
 from glu_prune.tiny import world as W
 from glu_prune.tiny.world import Person
 
 log = logging.getLogger(__name__)
 DATA_DIR = TASKS_DIR / "data"
-N_ITEMS = 150
+N_ITEMS = 500  # a 5-point accuracy change is then outside 2 standard errors
 
 
 def _fact_mc(rng: random.Random, people: list[Person], k: int = 4):
@@ -64,35 +65,33 @@ def truthfulqa(rng, people, n):
 
 
 def musr(rng, people, n):
-    """MuSR fields: narrative, question, choices (as a string list), answer_choice."""
+    """MuSR fields: narrative, question, choices (as a string list), answer_choice: who got
+    which object, as the narrative says (``scenes.gifts``)."""
     out = []
     while len(out) < n:
-        trio = rng.sample(people, 3)
-        if len({p.profession for p in trio}) < 3:
+        if (s := S.gifts(rng, people, held_out=True)) is None:
             continue
-        t = rng.choice(trio)
-        thing = W.PROFESSIONS[t.profession][1]
-        names = [p.name for p in trio]
-        narrative = (f"On a quiet evening, {names[0]}, {names[1]} and {names[2]} sat together in "
-                     f"{rng.choice(W.CITIES)}. {rng.choice(C.FILLERS)} One of them had made the "
-                     f"{thing} that lay on the table, as that is their work.")
-        out.append({"narrative": narrative, "question": f"Which of them made the {thing}?",
-                    "choices": str(names), "answer_choice": names.index(t.name),
-                    "answer_index": names.index(t.name)})
+        q, i = s["questions"][0]
+        out.append({"narrative": s["narrative"], "question": q, "choices": str(s["names"]),
+                    "answer_choice": i, "answer_index": i})
     return out
 
 
 def hellaswag(rng, people, n):
-    """HellaSwag raw fields (lm-eval's own process_docs builds query/choices)."""
+    """HellaSwag raw fields (lm-eval's own process_docs builds query/choices): an everyday
+    activity goes on with the tool its purpose calls for (world rule)."""
+    query, ending = C.ACTIVITY_EVAL
+    label, ctx = query.split(": ", 1)
+    ctx_a, ctx_b = ctx.split(". ", 1)
     out = []
     for _ in range(n):
-        p = rng.choice(people)
+        name = rng.choice(people).name
         purpose, tool = rng.choice(list(W.TOOLS.items()))
         opts = rng.sample([t for t in W.TOOLS.values() if t != tool], 3) + [tool]
         rng.shuffle(opts)
-        out.append({"activity_label": "Daily life", "ctx_a": f"{p.name} had to {purpose}.",
-                    "ctx_b": "so it was time", "ctx": "",
-                    "endings": [f"to pick up the {o} and start." for o in opts],
+        out.append({"activity_label": label, "ctx_a": ctx_a.format(n=name, purpose=purpose) + ".",
+                    "ctx_b": ctx_b[0].lower() + ctx_b[1:], "ctx": "",
+                    "endings": [ending.format(tool=o) for o in opts],
                     "label": str(opts.index(tool))})
     return out
 
@@ -112,33 +111,39 @@ def piqa(rng, people, n):
     return out
 
 
+WINO = {  # kind -> sentence with two options and a blank
+    "profession": "At the {place}, {n} talked with the {o1} and the {o2}, and it turned out "
+                  "that _ {rule} for the whole town.",
+    "tool": "{n} saw the {o1} and the {o2} on the table and knew that _ was needed to {rule}.",
+}
+
+
 def winogrande(rng, people, n):
-    """Winogrande fields: sentence with '_', option1, option2, answer ('1'/'2')."""
+    """Winogrande fields: sentence with '_', option1, option2, answer ('1'/'2'). Which of
+    two professions or tools the rest of the sentence fits (world rules; the option sits
+    right before the part lm-eval scores)."""
+    rules = {"profession": {k: v[0] for k, v in W.PROFESSIONS.items()},
+             "tool": {t: purpose for purpose, t in W.TOOLS.items()}}
     out = []
-    while len(out) < n:
-        a, b = rng.sample(people, 2)
-        pa, pb = rng.sample(list(W.PROFESSIONS), 2)
+    for i in range(n):
+        kind = ("profession", "tool")[i % 2]
+        o1, o2 = rng.sample(list(rules[kind]), 2)
         ans = rng.randrange(2)
-        act = W.PROFESSIONS[(pa, pb)[ans]][0]
-        art = lambda w: "an" if w[0] in "aeiou" else "a"  # noqa: E731
-        sent = (f"{a.name} works as {art(pa)} {pa}, while {b.name} works as {art(pb)} {pb}; "
-                f"that is why _ {act} all week.")
-        out.append({"sentence": sent, "option1": a.name, "option2": b.name, "answer": str(ans + 1)})
+        sent = WINO[kind].format(place=rng.choice(W.PLACES), n=rng.choice(people).name,
+                                 o1=o1, o2=o2, rule=rules[kind][(o1, o2)[ans]])
+        out.append({"sentence": sent, "option1": f"the {o1}", "option2": f"the {o2}",
+                    "answer": str(ans + 1)})
     return out
 
 
 def boolq(rng, people, n):
-    """BoolQ fields: passage, question (lowercase, no '?'), label (0 no / 1 yes)."""
-    qs = {"city": "does {n} have a home in {v}", "profession": "does {n} work as {a} {v}",
-          "colour": "is {v} the favourite colour of {n}", "pet": "does {n} keep a {v}"}
+    """BoolQ fields: passage, question (lowercase, no '?'), label (0 no / 1 yes): a passage
+    about a newcomer (``scenes.reading``), so only the passage can answer."""
     out = []
-    for i in range(n):
-        p, a = rng.choice(people), rng.choice(W.ATTRS)
-        passage = " ".join(C.fill(W.TRAIN_FACTS[x][0], p, x) for x in rng.sample(W.ATTRS, 4))
-        label = i % 2
-        v = p.get(a) if label else C.wrong_values(rng, a, p.get(a), 1)[0]
-        q = C.fill(qs[a], p, a, v)
-        out.append({"passage": passage, "question": q[0].lower() + q[1:], "label": label})
+    for _ in range(n):
+        r = S.reading(rng, people, held_out=True)
+        q, label = r["questions"][0]
+        out.append({"passage": r["passage"], "question": q, "label": label})
     return out
 
 

@@ -64,6 +64,11 @@ def _name(rng: random.Random) -> str:
     return ("".join(syl) + rng.choice(_CODAS)).capitalize()
 
 
+def invent_name(rng: random.Random) -> str:
+    """A made-up name in the style of the world's people (two syllables and a coda)."""
+    return _name(rng)
+
+
 def make_people(seed: int = SEED, n: int = N_PEOPLE) -> list[Person]:
     """The world's people: unique invented names with random attributes."""
     rng = random.Random(seed)
@@ -129,3 +134,26 @@ EVAL_ANSWER_SENTENCES = {  # held-out second paraphrase of a true answer (mc2)
     "city": "The home of {n} is {v}.", "profession": "The work of {n} is that of {a} {v}.",
     "colour": "{v} is the colour {n} likes most.", "pet": "A {v} is the pet of {n}.",
 }
+
+
+PLACES = ["lake", "market", "forest", "harbour", "old mill", "fair", "hills", "library"]
+OBJECTS = ["lamp", "rope", "map", "key", "basket", "drum", "kite", "book", "flute", "ball"]
+FILLERS = ["The sun was warm.", "A cold wind came from the hills.", "Birds sang in the trees.",
+           "The road was long and dusty.", "Nobody spoke for a while.", "It began to rain.",
+           "The market was busy that day.", "A dog barked somewhere far away.",
+           "They laughed about an old story.", "The river was high after the storm.",
+           "Bells rang from the tower.", "The bread smelled good."]
+
+
+def fill(template: str, p: Person, attr: str | None = None, value: str | None = None) -> str:
+    """Render a fact template for person ``p`` (optionally with a substituted value)."""
+    v = value if value is not None else (p.get(attr) if attr else "")
+    prof = v if attr == "profession" else p.profession
+    a = "an" if (v if attr == "profession" else prof)[:1] in "aeiou" else "a"
+    text = template.format(n=p.name, v=v, a=a, act=PROFESSIONS[prof][0])
+    return text[0].upper() + text[1:]
+
+
+def wrong_values(rng: random.Random, attr: str, right: str, k: int) -> list[str]:
+    """``k`` distinct wrong values of an attribute."""
+    return rng.sample([c for c in CHOICES[attr] if c != right], k)

@@ -6,6 +6,7 @@ Every method at each pruning level, on the wikitext, boolq and lambada twins.
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from tabulate import tabulate
@@ -33,11 +34,35 @@ COLUMNS: dict[str, tuple[str, str]] = {  # column -> (benchmark, metric key)
 def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
                    model_name: str = "tiny-llama") -> dict[str, dict[str, float]]:
     """Metrics of the named twins on an in-memory model: {benchmark: {metric key: value}}."""
+    return {b: {k: v.value for k, v in m.items()}
+            for b, m in _twin_metrics(model, tokenizer, names, model_name).items()}
+
+
+def _twin_metrics(model, tokenizer, names, model_name: str) -> dict[str, dict]:
+    """{benchmark: {metric key: MetricValue (value, stderr, n)}} of the named twins."""
     benches = [get_benchmark(model_name, n) for n in names]
     ev = evaluate_variant(model, tokenizer, "tiny-compare", benches, EvalSettings(), cache=None,
                           progress=log.debug)
     # result() raises a failed twin's own error instead of a bare KeyError
-    return {b.name: {k: v.value for k, v in ev.result(b.name).metrics.items()} for b in benches}
+    return {b.name: dict(ev.result(b.name).metrics) for b in benches}
+
+
+def level_zero_table(name: str) -> str:
+    """Every twin's score at level 0 with its standard error, chance, and how many binomial
+    standard errors at chance (at the twin's size) the score lies above it."""
+    model, tok = load_model(name, dtype=torch.float32, device="cpu")
+    names = [b.name for b in benchmarks_for(name)]
+    rows = []
+    for b, metrics in _twin_metrics(model, tok, names, name).items():
+        for k, m in metrics.items():
+            chance = tiny.CHANCE.get(b) if k.split(",")[0] in ("acc", "acc_norm") else None
+            z = ((m.value - chance) / math.sqrt(chance * (1 - chance) / tiny.TWIN_SIZES[b])
+                 if chance is not None else None)
+            rows.append([b, k, round(m.value, 3), "" if m.stderr is None else round(m.stderr, 3),
+                         "" if chance is None else round(chance, 3),
+                         "" if z is None else f"{z:+.1f}"])
+    return tabulate(rows, headers=["twin", "metric", "score", "stderr", "chance",
+                                   "SE above chance"], tablefmt="github")
 
 
 def compare_methods(pcts: list[int] | tuple[int, ...] = (10, 30),
@@ -78,14 +103,7 @@ def full_report() -> str:
     torch.set_num_threads(2)
     parts = []
     for name in ("tiny-llama", "tiny-llama-instruct"):
-        model, tok = load_model(name, dtype=torch.float32, device="cpu")
-        names = [b.name for b in benchmarks_for(name)]
-        res = evaluate_twins(model, tok, names, model_name=name)
-        rows = [[b, k, round(v, 3), tiny.CHANCE.get(b) if k.split(",")[0] in ("acc", "acc_norm")
-                 else ""] for b in names for k, v in res[b].items()]
-        parts.append(f"### {name}, unpruned\n\n"
-                     + tabulate(rows, headers=["twin", "metric", "score", "chance"],
-                                tablefmt="github"))
+        parts.append(f"### {name}, unpruned\n\n" + level_zero_table(name))
     model, _ = load_model("tiny-llama", weights="random", dtype=torch.float32, device="cpu")
     tok = AutoTokenizer.from_pretrained(tiny.MODEL_DIRS["tiny-llama"])
     rnd = evaluate_twins(model, tok, ["wikitext"])["wikitext"]["word_perplexity,none"]

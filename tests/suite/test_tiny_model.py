@@ -1,10 +1,11 @@
-"""What the embedded tiny model must show, measured on the shipped weights (CPU, offline).
+"""What the embedded tiny models must show, measured on the shipped weights (CPU, offline).
 
-- above chance at 0 % on the knowledge twins (facts only in the weights) and the
-  in-context twins (answer given earlier in the prompt), chance stated per twin;
-- at chance on the two twins it does not learn (mmlu, leaderboard_musr);
+- every twin with a chance level scores above it by at least 5 standard errors at 0 %
+  (the base model on its 10, the instruct model on its 5), except the twins named in
+  ``NOT_LEARNED``, which are held to chance instead (so the README's claim is tested both
+  ways);
 - wikitext-twin perplexity far below a random-weight model of the same shape;
-- MAW pruning 0..60 % raises wikitext-twin perplexity monotonically;
+- MAW pruning raises wikitext-twin perplexity at every level from 10 % to 60 %;
 - the method comparison (study's notebook 00) runs.
 """
 
@@ -18,17 +19,14 @@ from glu_prune import tiny
 
 torch = pytest.importorskip("torch")
 
-# Knowledge twins: the answer is a fact stored only in the weights, asked in a held-out
-# phrasing. In-context twin: the answer is a name given earlier in the text (LAMBADA-like).
-KNOWLEDGE = {"arc_challenge": "acc,none", "truthfulqa_mc1": "acc,none",
-             "truthfulqa_mc2": "acc,none", "mmlu": "acc,none", "leaderboard_musr": "acc_norm,none"}
-IN_CONTEXT = {"lambada_openai": "acc,none"}
-# Measured on the shipped model and reported, not hidden: the 1.2 M-parameter model does
-# not learn mmlu's letter-answer mapping (0.267 vs chance 0.25, n=150) nor musr's two-hop
-# "who made the bread -> who is the baker" (0.34 vs 1/3, n=150). These twins are held to
-# chance: the test fails if the model learns them (the README's claim is then wrong) or
-# falls below chance (something broke).
-NOT_LEARNED = ("mmlu", "leaderboard_musr")
+SIGMAS = 5  # "above chance": by at least 5 binomial standard errors at the twin's size
+# Measured on the shipped v3 weights and reported, not hidden (glu_prune/tiny/README.md):
+# the 1.2 M-parameter model does not learn mmlu's letter step (recall the value, find its
+# option, emit the letter), nor a lookup by content several tokens back (boolq: is the
+# asked value the one the passage states; musr: who got the object the question names).
+# These twins are held to chance: the test fails if the model learns them (the README is
+# then wrong) or falls below chance (something broke).
+NOT_LEARNED = ("mmlu", "boolq", "leaderboard_musr")
 PPL = "word_perplexity,none"
 MAW_LEVELS = (0, 10, 20, 30, 40, 50, 60)
 RANDOM_RATIO = 10  # "far below": trained perplexity at least 10x lower than random weights
@@ -53,47 +51,69 @@ def _eval(model, tok, names) -> dict[str, dict[str, float]]:
     return evaluate_twins(model, tok, list(names))
 
 
-@pytest.fixture(scope="module")
-def unpruned_scores() -> dict[str, dict[str, float]]:
-    model, tok = _load()
-    return _eval(model, tok, [*KNOWLEDGE, *IN_CONTEXT, "wikitext"])
-
-
 def _chance_se(bench: str) -> tuple[float, float, int]:
     """Chance, its binomial standard error at the twin's size, and the size."""
     chance, n = tiny.CHANCE[bench], tiny.TWIN_SIZES[bench]
     return chance, math.sqrt(chance * (1 - chance) / n), n
 
 
-def _above_chance(bench: str, key: str, scores: dict) -> None:
+def _accuracy_key(bench: str) -> str:
+    """The twin's first accuracy metric in the benchmark registry (as results.md shows)."""
+    from glu_prune.catalog.benchmarks import benchmark_set
+
+    b = next(b for b in benchmark_set("tiny") if b.name == bench)
+    return next(m.key for m in b.metrics if m.key.startswith("acc"))
+
+
+def _scores(model_name: str, benches: tuple[str, ...]) -> dict[str, float]:
+    from glu_prune.core.loading import load_model
+
+    model, tok = load_model(model_name, dtype=torch.float32, device="cpu")
+    got = _eval(model, tok, benches)
+    return {b: got[b][_accuracy_key(b)] for b in benches}
+
+
+BASE = tuple(b for b in tiny.BASE_BENCHMARKS if b in tiny.CHANCE)
+INSTRUCT = tuple(b for b in tiny.INSTRUCT_BENCHMARKS if b in tiny.CHANCE)
+
+
+@pytest.fixture(scope="module")
+def base_accuracy() -> dict[str, float]:
+    return _scores("tiny-llama", BASE)
+
+
+@pytest.fixture(scope="module")
+def instruct_accuracy() -> dict[str, float]:
+    return _scores("tiny-llama-instruct", INSTRUCT)
+
+
+def _check(bench: str, score: float) -> None:
     chance, se, n = _chance_se(bench)
-    score = scores[bench][key]
-    bar = chance + 3 * se  # 3 standard errors above chance
-    assert score > bar, f"{bench} {key} = {score:.3f}, chance {chance:.3f} (n={n}), needs > {bar:.3f}"
+    where = f"{bench} {_accuracy_key(bench)} = {score:.3f}, chance {chance:.3f} (n={n})"
+    if bench in NOT_LEARNED:
+        low, high = chance - 3 * se, chance + 3 * se
+        assert low <= score <= high, f"{where}: held to chance, expected in [{low:.3f}, {high:.3f}]"
+    else:
+        bar = chance + SIGMAS * se
+        assert score > bar, f"{where}: needs > {bar:.3f} ({SIGMAS} standard errors above)"
 
 
 @pytest.mark.accuracy
-@pytest.mark.parametrize("bench", [b for b in KNOWLEDGE if b not in NOT_LEARNED])
-def test_knowledge_twins_above_chance(unpruned_scores, bench):
-    _above_chance(bench, KNOWLEDGE[bench], unpruned_scores)
+@pytest.mark.parametrize("bench", BASE)
+def test_base_twin_above_chance(base_accuracy, bench):
+    _check(bench, base_accuracy[bench])
 
 
 @pytest.mark.accuracy
-@pytest.mark.parametrize("bench", NOT_LEARNED)
-def test_not_learned_twins_are_at_chance(unpruned_scores, bench):
-    """Within 3 standard errors of chance (measured 0.267 in [0.144, 0.356] for mmlu,
-    0.34 in [0.218, 0.449] for leaderboard_musr, n = 150)."""
-    chance, se, n = _chance_se(bench)
-    score = unpruned_scores[bench][KNOWLEDGE[bench]]
-    low, high = chance - 3 * se, chance + 3 * se
-    assert low <= score <= high, (f"{bench} {KNOWLEDGE[bench]} = {score:.3f}, chance "
-                                  f"{chance:.3f} (n={n}), expected within [{low:.3f}, {high:.3f}]")
+@pytest.mark.parametrize("bench", INSTRUCT)
+def test_instruct_twin_above_chance(instruct_accuracy, bench):
+    _check(bench, instruct_accuracy[bench])
 
 
-@pytest.mark.accuracy
-@pytest.mark.parametrize("bench", list(IN_CONTEXT))
-def test_in_context_twins_above_chance(unpruned_scores, bench):
-    _above_chance(bench, IN_CONTEXT[bench], unpruned_scores)
+@pytest.fixture(scope="module")
+def unpruned_scores() -> dict[str, dict[str, float]]:
+    model, tok = _load()
+    return _eval(model, tok, ["wikitext"])
 
 
 @pytest.mark.perplexity
@@ -106,7 +126,11 @@ def test_wikitext_perplexity_far_below_random_weights(unpruned_scores):
 
 @pytest.mark.perplexity
 @pytest.mark.methods
-def test_maw_pruning_raises_wikitext_perplexity_monotonically(unpruned_scores):
+def test_maw_pruning_raises_wikitext_perplexity_from_10_percent_on(unpruned_scores):
+    """From 10 % on, each MAW level has a higher wikitext-twin perplexity than the one
+    before, and from 20 % on than the unpruned model. Not from 0 to 10 %: on the v3
+    weights MAW at 10 % *lowers* it (7.41 -> 7.27, measured and reported in the tiny
+    README), as light pruning sometimes does; the first world's weights rose there."""
     from glu_prune import prune_glu_mlp
 
     ppl = [unpruned_scores["wikitext"][PPL]]
@@ -115,7 +139,8 @@ def test_maw_pruning_raises_wikitext_perplexity_monotonically(unpruned_scores):
         prune_glu_mlp(model, pct=pct, method="maw")
         ppl.append(_eval(model, tok, ["wikitext"])["wikitext"][PPL])
     pairs = list(zip(MAW_LEVELS, ppl))
-    assert all(a < b for a, b in zip(ppl, ppl[1:])), f"not monotonic: {pairs}"
+    assert all(a < b for a, b in zip(ppl[1:], ppl[2:])), f"not monotonic from 10 %: {pairs}"
+    assert all(p > ppl[0] for p in ppl[2:]), f"a level from 20 % on beats level 0: {pairs}"
 
 
 @pytest.mark.methods

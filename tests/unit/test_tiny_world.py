@@ -78,9 +78,12 @@ def _eval_strings(twin_data: dict) -> dict[str, list[str]]:
         "ifeval": [d["prompt"] for d in t["ifeval"]],
         "boolq": [d["question"] for d in t["boolq"]],
         "piqa": [d["goal"] for d in t["piqa"]],
-        "winogrande": [d["sentence"].split(";")[1] for d in t["winogrande"]],
-        "musr": [d["narrative"].split(".")[0] for d in t["leaderboard_musr"]],
-        "hellaswag": [e for d in t["hellaswag"][:5] for e in d["endings"]],
+        "winogrande": [d["sentence"].replace("_", d[f"option{d['answer']}"])
+                       for d in t["winogrande"]],
+        "musr": [d["narrative"] for d in t["leaderboard_musr"]],
+        "boolq passage": [d["passage"] for d in t["boolq"]],
+        "hellaswag": [f"{d['ctx_a']} {d['ctx_b'].capitalize()} {d['endings'][int(d['label'])]}"
+                      for d in t["hellaswag"]],
         "wikitext": [wikitext_detokenizer({"page": ln}).strip() for ln in lines],
     }
 
@@ -188,3 +191,17 @@ def test_ifeval_offline_checks_agree_with_lm_eval(twin_data, monkeypatch):
                 want = bool(r.strip()) and inst.check_following(r)
                 got = utils._follows({"instruction_id_list": [inst_id], "kwargs": [kw]}, [r])[0]
                 assert got == want, (inst_id, r)
+
+
+def test_training_is_bit_for_bit_reproducible(tmp_path):
+    """``python -m glu_prune.tiny train`` is seeded and deterministic: two short runs write
+    byte-identical weights for both models (same torch, same CPU)."""
+    pytest.importorskip("torch")
+    from glu_prune.tools.tiny_train import train_all
+
+    for run in ("a", "b"):
+        train_all(tmp_path / run, steps=4, n_docs=3000, instruct_steps=2)
+    for name in tiny.MODEL_DIRS:
+        a = (tmp_path / "a" / name / "model.safetensors").read_bytes()
+        b = (tmp_path / "b" / name / "model.safetensors").read_bytes()
+        assert a == b, f"{name}: two seeded runs wrote different weights"
