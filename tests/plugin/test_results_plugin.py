@@ -260,14 +260,14 @@ def test_interrupted_run_says_so_with_counts_and_a_complete_run_clears_it(
     doc = json.loads((pytester.path / "results/results.json").read_text())
     assert doc["complete"] is False
     assert {k: doc["runs"][0][k] for k in ("complete", "tests", "stopped")} == {
-        "complete": False, "tests": {"selected": 17, "ran": 15, "failed": 1},
+        "complete": False, "tests": {"selected": 17, "ran": 15, "failed": 1, "measured": 15},
         "stopped": "interrupted"}
     result.stdout.fnmatch_lines(["INCOMPLETE RUN: interrupted after 15 of 17 selected tests.*"])
     monkeypatch.delenv("GLU_TEST_INTERRUPT")
     run_inline(pytester).assert_outcomes(passed=13, failed=1, skipped=3)
     doc = json.loads((pytester.path / "results/results.json").read_text())
-    assert doc["complete"] is True and doc["runs"][0]["tests"] == {"selected": 17, "ran": 17,
-                                                                    "failed": 1}
+    assert doc["complete"] is True and doc["runs"][0]["tests"] == {
+        "selected": 17, "ran": 17, "failed": 1, "measured": 15}  # the 2 stopper tests record none
     assert "INCOMPLETE" not in load(pytester, "results")[1]  # every record measured again
     assert not (pytester.path / "results/.glu-prune.lock").exists()
 
@@ -287,7 +287,7 @@ def test_deselected_tests_do_not_make_a_run_incomplete(pytester: pytest.Pytester
     run_inline(pytester, "-k", "p0")
     doc = json.loads((pytester.path / "results/results.json").read_text())
     assert doc["complete"] is True and doc["runs"][0]["tests"] == {"selected": 5, "ran": 5,
-                                                                   "failed": 0}
+                                                                   "failed": 0, "measured": 5}
 
 
 def test_second_run_on_a_locked_report_folder_fails_up_front(pytester: pytest.Pytester):
