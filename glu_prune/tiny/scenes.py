@@ -87,9 +87,10 @@ def gifts(rng: random.Random, people: list[Person], held_out: bool) -> dict | No
 
 
 def musr_prompt(narrative: str, question: str, names: list[str]) -> str:
-    """lm-eval's leaderboard_musr prompt (its DOC_TO_TEXT), for training documents."""
-    choices = "".join(f"{i + 1} - {n}\n" for i, n in enumerate(names))
-    return f"{narrative}\n\n{question}\n\n{choices}\nAnswer:"
+    """lm-eval's leaderboard_musr prompt, for training documents (its own doc_to_text)."""
+    from lm_eval.tasks.leaderboard.musr.utils import doc_to_text
+
+    return doc_to_text({"narrative": narrative, "question": question, "choices": str(names)})
 
 
 def gen_gifts(rng: random.Random, people: list[Person]) -> str:
