@@ -17,7 +17,8 @@ from glu_prune import tiny
 from glu_prune.catalog.benchmarks import benchmarks_for, get_benchmark
 from glu_prune.core.loading import load_model
 from glu_prune.core.prune import prune_glu_mlp
-from glu_prune.evaluation import EvalSettings, evaluate_variant
+from glu_prune.evaluation import EvalSettings, ResultCache, evaluate_variant
+from glu_prune.tiny.probes import run_probes
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,22 @@ COLUMNS: dict[str, tuple[str, str]] = {  # column -> (benchmark, metric key)
 
 
 def evaluate_twins(model, tokenizer, names: tuple[str, ...] | list[str],
-                   model_name: str = "tiny-llama") -> dict[str, dict[str, float]]:
-    """Metrics of the named twins on an in-memory model: {benchmark: {metric key: value}}."""
+                   model_name: str = "tiny-llama", cache: ResultCache | None = None,
+                   slug: str = "tiny-compare") -> dict[str, dict[str, float]]:
+    """Metrics of the named twins on an in-memory model: {benchmark: {metric key: value}}.
+
+    With ``cache`` (the suite's), a result is read back when the suite already evaluated
+    the same weights under ``slug`` with default settings: the key holds the model's
+    content identity, so other weights never hit."""
     return {b: {k: v.value for k, v in m.items()}
-            for b, m in _twin_metrics(model, tokenizer, names, model_name).items()}
+            for b, m in _twin_metrics(model, tokenizer, names, model_name, cache, slug).items()}
 
 
-def _twin_metrics(model, tokenizer, names, model_name: str) -> dict[str, dict]:
+def _twin_metrics(model, tokenizer, names, model_name: str, cache: ResultCache | None = None,
+                  slug: str = "tiny-compare") -> dict[str, dict]:
     """{benchmark: {metric key: MetricValue (value, stderr, n)}} of the named twins."""
     benches = [get_benchmark(model_name, n) for n in names]
-    ev = evaluate_variant(model, tokenizer, "tiny-compare", benches, EvalSettings(), cache=None,
+    ev = evaluate_variant(model, tokenizer, slug, benches, EvalSettings(), cache=cache,
                           progress=log.debug)
     # result() raises a failed twin's own error instead of a bare KeyError
     return {b.name: dict(ev.result(b.name).metrics) for b in benches}
@@ -63,6 +70,16 @@ def level_zero_table(name: str) -> str:
                          "" if z is None else f"{z:+.1f}"])
     return tabulate(rows, headers=["twin", "metric", "score", "stderr", "chance",
                                    "SE above chance"], tablefmt="github")
+
+
+def probe_table(name: str) -> str:
+    """The in-context probes (``tiny.probes``) of one shipped model, with chance and how many
+    binomial standard errors above it each lies."""
+    model, tok = load_model(name, dtype=torch.float32, device="cpu")
+    rows = [[s.name, round(s.accuracy, 3), s.n, round(s.chance, 3), f"{s.z:+.1f}"]
+            for s in run_probes(model, tok)]
+    return tabulate(rows, headers=["probe", "accuracy", "n", "chance", "SE above chance"],
+                    tablefmt="github")
 
 
 def compare_methods(pcts: list[int] | tuple[int, ...] = (10, 30),
@@ -104,6 +121,7 @@ def full_report() -> str:
     parts = []
     for name in ("tiny-llama", "tiny-llama-instruct"):
         parts.append(f"### {name}, unpruned\n\n" + level_zero_table(name))
+        parts.append(f"### {name}, in-context probes\n\n" + probe_table(name))
     model, _ = load_model("tiny-llama", weights="random", dtype=torch.float32, device="cpu")
     tok = AutoTokenizer.from_pretrained(tiny.MODEL_DIRS["tiny-llama"])
     rnd = evaluate_twins(model, tok, ["wikitext"])["wikitext"]["word_perplexity,none"]

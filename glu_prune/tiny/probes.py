@@ -1,0 +1,91 @@
+"""In-context probes of a tiny model: which lookups it really makes, beside the twins' scores.
+
+A twin's score can come from a shortcut. The lambada twin has two story kinds: in
+"{A} lost a {o}. {B} found it. ... {B} gave the {o} back to" the answer is the other name,
+which position alone gives; in "{A} carried a {o1} and {B} carried a {o2}. ... When they
+needed the {o2}, they asked" only a lookup by content (which name carried that object)
+answers. Scoring the kinds apart tells the two apart. ``repeat_copy`` asks for the plainest
+lookup there is, the next word of a list the prompt already gave once (what an induction
+head does), with every choice in the context so that chance is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+
+from glu_prune.tiny import TASKS_DIR
+from glu_prune.tiny import world as W
+
+LAMBADA_KINDS = {"back to": "by position (the other name)",
+                 "they asked": "by lookup (who carried the object)"}
+LIST_LEN = 6  # words per repeated list: chance of the copy probe is 1/6
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """Accuracy on ``n`` items against ``chance``; ``z``: binomial SEs above chance."""
+
+    name: str
+    accuracy: float
+    n: int
+    chance: float
+
+    @property
+    def z(self) -> float:
+        return (self.accuracy - self.chance) / math.sqrt(self.chance * (1 - self.chance) / self.n)
+
+
+def _greedy_match(model, tok, context: str, target: str) -> bool:
+    """Whether greedy decoding after ``context`` yields every token of `` target``."""
+    import torch
+
+    ctx = tok(context)["input_ids"]
+    full = tok(f"{context} {target}")["input_ids"]
+    with torch.no_grad():
+        pred = model(torch.tensor([full])).logits[0, len(ctx) - 1:len(full) - 1].argmax(-1)
+    return pred.tolist() == full[len(ctx):]
+
+
+def lambada_by_kind(model, tok) -> list[ProbeScore]:
+    """Greedy accuracy (lm-eval's lambada ``acc``) on each story kind of the lambada twin;
+    chance 0.5 (one of the story's two names)."""
+    rows = [json.loads(line) for line in
+            (TASKS_DIR / "data" / "lambada_openai.test.jsonl").read_text().splitlines() if line]
+    hits: dict[str, list[bool]] = {k: [] for k in LAMBADA_KINDS}
+    for row in rows:
+        context, target = row["text"].rsplit(" ", 1)
+        kind = next(k for k in LAMBADA_KINDS if context.endswith(k))
+        hits[kind].append(_greedy_match(model, tok, context, target))
+    return [ProbeScore(f"lambada, {LAMBADA_KINDS[k]}", sum(h) / len(h), len(h), 0.5)
+            for k, h in hits.items()]
+
+
+def _single_token_words(tok) -> list[str]:
+    pool = W.OBJECTS + W.COLOURS + W.PETS + list(W.PROFESSIONS)
+    return sorted({w for w in pool if len(tok(f" {w}", add_special_tokens=False)["input_ids"]) == 1})
+
+
+def repeat_copy(model, tok, n: int = 200, seed: int = 0) -> ProbeScore:
+    """A list of ``LIST_LEN`` distinct one-token words, then the list again cut short: is the
+    next word of the list the likeliest of the six? Chance 1/``LIST_LEN``."""
+    import torch
+
+    words, rng, hits = _single_token_words(tok), random.Random(seed), 0
+    for _ in range(n):
+        seq = rng.sample(words, LIST_LEN)
+        cut = rng.randrange(1, LIST_LEN)
+        context = " ".join(seq) + ".\n" + " ".join(seq[:cut])
+        ids = tok(context, return_tensors="pt")["input_ids"]
+        cand = [tok(f" {w}", add_special_tokens=False)["input_ids"][0] for w in seq]
+        with torch.no_grad():
+            logits = model(ids).logits[0, -1, cand]
+        hits += int(logits.argmax()) == cut
+    return ProbeScore("repeated list, next word", hits / n, n, 1 / LIST_LEN)
+
+
+def run_probes(model, tok) -> list[ProbeScore]:
+    """Every probe on one model."""
+    return [*lambada_by_kind(model, tok), repeat_copy(model, tok)]
