@@ -9,9 +9,7 @@ through lm-eval itself) scored here: acc / acc_norm (per byte) / greedy (lambada
 QUICK=1 DEV=cpu runs two variants for 6 steps on 10 items per twin (a smoke test).
 """
 import json
-import math
 import os
-import random
 import sys
 import time
 
@@ -78,47 +76,32 @@ def score(model, reqs_by_twin, dev):
 
 
 def run(name, cfg, reqs, q):
+    """Train one recipe with the shipped trainer (``tiny_train.fit``), scoring the twins at
+    ``cfg["evals"]`` steps and when LIMIT_S runs out."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from glu_prune.tools.tiny_train import fit
     torch.manual_seed(0)
     dev = os.environ.get("DEV", "cuda")
     torch.backends.cuda.matmul.allow_tf32 = False
     streams = torch.load(".gpu/streams.pt")
-    keys = list(cfg["w"]); w = [cfg["w"][k] for k in keys]
-    S = [streams[k].long().to(dev) for k in keys]
+    keys = list(cfg["w"])
     model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).to(dev)
-    decay = [p for p in model.parameters() if p.ndim == 2]
-    nod = [p for p in model.parameters() if p.ndim != 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": nod, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95))
-    steps, seq, batch = cfg["steps"], cfg["seq"], cfg["batch"]
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    rng = random.Random(0)
     t0 = time.time()
-    out = {"name": name, "evals": {}}
-    model.train()
-    for step in range(steps):
-        rows = []
-        for _ in range(batch):
-            s = S[rng.choices(range(len(S)), w)[0]]
-            i = rng.randrange(len(s) - seq - 1)
-            rows.append(s[i:i + seq + 1])
-        x = torch.stack(rows)
-        loss = model(input_ids=x[:, :-1], labels=x[:, :-1].clone()).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step()
-        done = step + 1
+    evals = {}
+
+    def on_step(done, loss):
         over = time.time() - t0 > LIMIT_S
         if done in cfg["evals"] or over:
-            out["evals"][done] = {"loss": round(loss.item(), 3), "s": round(time.time() - t0, 1),
-                                  **score(model, reqs, dev)}
-            q.put(json.dumps({name: out["evals"][done], "step": done}))
-        if over:
-            break
-    q.put(json.dumps({"final": name, "evals": out["evals"]}))
+            evals[done] = {"loss": round(loss, 3), "s": round(time.time() - t0, 1),
+                           **score(model, reqs, dev)}
+            q.put(json.dumps({name: evals[done], "step": done}))
+        return over
+
+    fit(model, [streams[k].long().to(dev) for k in keys], [cfg["w"][k] for k in keys],
+        cfg["steps"], lr=cfg["lr"], seed=0, seq_len=cfg["seq"], on_step=on_step,
+        batch=cfg["batch"], device=dev)
+    q.put(json.dumps({"final": name, "evals": evals}))
 
 
 if __name__ == "__main__":

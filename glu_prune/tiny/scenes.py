@@ -20,14 +20,13 @@ GIFT_OBJECTS = W.OBJECTS + ["cup", "hat", "bell", "box", "coin", "shell"]
 # A yes/no question whose value comes last: it is right when the passage says it.
 BOOL_QUESTIONS = {"city": "does {n} live in {v}", "profession": "is {n} {a} {v}",
                   "colour": "is {n}'s favourite colour {v}", "pet": "does {n} have a {v}"}
-_WORLD_WORDS = {w.capitalize() for w in W.CITIES + list(W.PROFESSIONS) + W.COLOURS + W.PETS}
 
 
 def newcomer(rng: random.Random, people: list[Person], held_out: bool) -> Person:
     """Someone who is none of the world's 200 people, with attributes drawn afresh, so no
     fact about them is in the weights: only a passage can say. A twin's newcomer names
     (``is_eval_key``) never appear in training text."""
-    taken = {p.name for p in people} | _WORLD_WORDS
+    taken = {p.name for p in people} | W.reserved_words()
     while True:
         name = W.invent_name(rng)
         if name not in taken and W.is_eval_key(f"newcomer|{name}") == held_out:

@@ -69,10 +69,15 @@ def invent_name(rng: random.Random) -> str:
     return _name(rng)
 
 
+def reserved_words() -> set[str]:
+    """Capitalised attribute values, which no invented name may equal."""
+    return {w.capitalize() for w in CITIES + list(PROFESSIONS) + COLOURS + PETS}
+
+
 def make_people(seed: int = SEED, n: int = N_PEOPLE) -> list[Person]:
     """The world's people: unique invented names with random attributes."""
     rng = random.Random(seed)
-    taken = {w.capitalize() for w in CITIES + list(PROFESSIONS) + COLOURS + PETS}
+    taken = reserved_words()
     people: list[Person] = []
     while len(people) < n:
         name = _name(rng)

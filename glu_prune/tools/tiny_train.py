@@ -7,7 +7,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,10 +60,12 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
 
 
 def fit(model, streams: list, weights: list[float], steps: int, lr: float, seed: int,
-        seq_len: int = SEQ_LEN, checkpoint=None) -> None:
+        seq_len: int = SEQ_LEN, on_step: Callable[[int, float], bool] | None = None,
+        batch: int = BATCH, device: str = "cpu") -> None:
     """AdamW with warmup + cosine decay on random windows drawn from ``streams``.
 
-    ``checkpoint(step)`` is called every 100 steps (to save and probe long runs).
+    ``on_step(done, loss)`` runs after every step (to save, probe or score long runs);
+    returning True stops training there. ``device``: where the windows go (the model's).
     """
     import torch
 
@@ -78,11 +80,11 @@ def fit(model, streams: list, weights: list[float], steps: int, lr: float, seed:
     bar = tqdm(range(steps), desc="train", mininterval=10)
     for step in bar:
         rows = []
-        for _ in range(BATCH):
+        for _ in range(batch):
             s = rng.choices(streams, weights)[0]
             i = int(torch.randint(0, len(s) - seq_len - 1, (1,), generator=g))
             rows.append(s[i:i + seq_len + 1])
-        x = torch.stack(rows)
+        x = torch.stack(rows).to(device)
         loss = model(input_ids=x[:, :-1], labels=x[:, :-1].clone()).loss  # HF shifts labels
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -92,8 +94,8 @@ def fit(model, streams: list, weights: list[float], steps: int, lr: float, seed:
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             log.info("step %d loss %.4f", step, loss.item())
-        if checkpoint is not None and step % 100 == 99:
-            checkpoint(step + 1)
+        if on_step is not None and on_step(step + 1, loss.item()):
+            break
     model.eval()
 
 
@@ -147,6 +149,20 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(strict)
 
 
+def _saver(model, tok, folder: Path | None) -> Callable[[int, float], bool] | None:
+    """``fit``'s ``on_step`` saving the model to ``folder`` every 100 steps (to probe long
+    runs as they go); None without a folder."""
+    if folder is None:
+        return None
+
+    def on_step(done: int, _loss: float) -> bool:
+        if done % 100 == 0:
+            save(model, tok, folder, [EOS_ID])
+        return False
+
+    return on_step
+
+
 def _train_all(out: Path | None, steps: int, n_docs: int, instruct_steps: int, seed: int,
                checkpoint_dir: Path | None) -> dict[str, float]:
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -162,10 +178,8 @@ def _train_all(out: Path | None, steps: int, n_docs: int, instruct_steps: int, s
 
     t0 = time.time()
     model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG))
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = lambda step: save(model, tok, checkpoint_dir, [EOS_ID])  # noqa: E731
-    fit(model, [stream], [1.0], steps, lr=3e-3, seed=seed, checkpoint=ckpt)
+    fit(model, [stream], [1.0], steps, lr=3e-3, seed=seed,
+        on_step=_saver(model, tok, checkpoint_dir))
     save(model, tok, dirs["tiny-llama"], [EOS_ID])
     times["base"] = (time.time() - t0) / 60
 
