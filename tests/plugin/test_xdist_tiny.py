@@ -1,5 +1,9 @@
 """The tiny-model suite under ``-n 2 --dist loadgroup`` gives the serial run's results,
-and every variant is built exactly once (counted over all workers)."""
+and every variant is built exactly once (counted over all workers).
+
+The runs evaluate 50 items per twin (``--glu-limit``) against baselines pinned at that limit
+in a scratch folder by a first run, so every record is judged, at a tenth of the cost of
+the full twins (which the suite's own run covers)."""
 
 from __future__ import annotations
 
@@ -13,16 +17,18 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 SELECT = ["tests/suite/test_accuracy.py", "tests/suite/test_perplexity.py",
-          "--glu-models=tiny-llama", "--glu-levels=0,40", "-p", "no:cacheprovider", "-q"]
+          "--glu-models=tiny-llama", "--glu-levels=0,40", "--glu-limit=50",
+          "-p", "no:cacheprovider", "-q"]
 
 
-def _run(tmp: Path, name: str, *extra: str) -> dict:
+def _run(tmp: Path, name: str, *extra: str, returncode: int = 0) -> dict:
     out = tmp / name
     cmd = [sys.executable, "-m", "pytest", *SELECT, f"--glu-report={out}",
+           f"--glu-baselines-dir={tmp / 'baselines'}",
            f"--glu-cache-dir={tmp / ('cache-' + name)}", *extra]  # own cache: evaluate afresh
     env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "results.json").read_text())
 
 
@@ -41,6 +47,8 @@ def _tables(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[dict, dict, Path]:
     tmp = tmp_path_factory.mktemp("xdist-tiny")
+    # pins the scratch baselines (an update run fails its tests on purpose: exit code 1)
+    _run(tmp, "pin", "--glu-update-baselines", returncode=1)
     return _run(tmp, "serial"), _run(tmp, "xdist", "-n", "2", "--dist", "loadgroup"), tmp
 
 
@@ -48,6 +56,7 @@ def runs(tmp_path_factory) -> tuple[dict, dict, Path]:
 def test_tiny_suite_xdist_equals_serial(runs):
     serial, parallel, tmp = runs
     assert len(serial["records"]) >= 2 * 13  # both levels, every twin benchmark
+    assert {r["verdict"] for r in serial["records"]} == {"ok"}  # judged, not waved through
     assert _comparable(parallel) == _comparable(serial)
     assert _tables(tmp / "xdist/results.md") == _tables(tmp / "serial/results.md")
 
