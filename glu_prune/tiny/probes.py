@@ -24,6 +24,11 @@ LAMBADA_KINDS = {"back to": "by position (the other name)",
 LIST_LEN = 6  # words per repeated list: chance of the copy probe is 1/6
 
 
+def z_above_chance(accuracy: float, chance: float, n: int) -> float:
+    """How many binomial standard errors at chance (for ``n`` items) ``accuracy`` lies above it."""
+    return (accuracy - chance) / math.sqrt(chance * (1 - chance) / n)
+
+
 @dataclass(frozen=True)
 class ProbeScore:
     """Accuracy on ``n`` items against ``chance``; ``z``: binomial SEs above chance."""
@@ -35,7 +40,7 @@ class ProbeScore:
 
     @property
     def z(self) -> float:
-        return (self.accuracy - self.chance) / math.sqrt(self.chance * (1 - self.chance) / self.n)
+        return z_above_chance(self.accuracy, self.chance, self.n)
 
 
 def _greedy_match(model, tok, context: str, target: str) -> bool:

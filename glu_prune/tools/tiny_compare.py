@@ -6,7 +6,6 @@ Every method at each pruning level, on the wikitext, boolq and lambada twins.
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 from tabulate import tabulate
@@ -18,7 +17,7 @@ from glu_prune.catalog.benchmarks import benchmarks_for, get_benchmark
 from glu_prune.core.loading import load_model
 from glu_prune.core.prune import prune_glu_mlp
 from glu_prune.evaluation import EvalSettings, ResultCache, evaluate_variant
-from glu_prune.tiny.probes import run_probes
+from glu_prune.tiny.probes import run_probes, z_above_chance
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,7 @@ def level_zero_table(name: str) -> str:
     for b, metrics in _twin_metrics(model, tok, names, name).items():
         for k, m in metrics.items():
             chance = tiny.CHANCE.get(b) if k.split(",")[0] in ("acc", "acc_norm") else None
-            z = ((m.value - chance) / math.sqrt(chance * (1 - chance) / tiny.TWIN_SIZES[b])
-                 if chance is not None else None)
+            z = z_above_chance(m.value, chance, tiny.TWIN_SIZES[b]) if chance is not None else None
             rows.append([b, k, round(m.value, 3), "" if m.stderr is None else round(m.stderr, 3),
                          "" if chance is None else round(chance, 3),
                          "" if z is None else f"{z:+.1f}"])
