@@ -6,7 +6,9 @@ which position alone gives; in "{A} carried a {o1} and {B} carried a {o2}. ... W
 needed the {o2}, they asked" only a lookup by content (which name carried that object)
 answers. Scoring the kinds apart tells the two apart. ``repeat_copy`` asks for the plainest
 lookup there is, the next word of a list the prompt already gave once (what an induction
-head does), with every choice in the context so that chance is exact.
+head does), with every choice in the context so that chance is exact. ``mmlu_cloze`` asks
+the mmlu twin's questions with the options' text as the answer and no letters: knowing the
+fact without finding its letter shows there, not in the twin.
 """
 
 from __future__ import annotations
@@ -91,6 +93,30 @@ def repeat_copy(model, tok, n: int = 200, seed: int = 0) -> ProbeScore:
     return ProbeScore("repeated list, next word", hits / n, n, 1 / LIST_LEN)
 
 
+def _loglik(model, tok, context: str, continuation: str) -> float:
+    """Summed log-probability of ``continuation`` after ``context`` (as lm-eval scores a choice)."""
+    import torch
+
+    ctx = tok(context)["input_ids"]
+    full = tok(context + continuation)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([full])).logits[0, :-1].float(), -1)
+    return sum(logp[i - 1, full[i]].item() for i in range(len(ctx), len(full)))
+
+
+def mmlu_cloze(model, tok, n: int = 200) -> ProbeScore:
+    """The first ``n`` mmlu twin test questions, each option's text scored as the answer
+    (``question\nAnswer: option``, no letters, no shots); chance 1/4."""
+    rows = [json.loads(line) for line in
+            (TASKS_DIR / "data" / "mmlu.test.jsonl").read_text().splitlines() if line][:n]
+    hits = 0
+    for row in rows:
+        context = f"{row['question']}\nAnswer:"
+        lls = [_loglik(model, tok, context, f" {c}") for c in row["choices"]]
+        hits += max(range(len(lls)), key=lls.__getitem__) == row["answer"]
+    return ProbeScore("mmlu facts as a cloze (no letters)", hits / len(rows), len(rows), 0.25)
+
+
 def run_probes(model, tok) -> list[ProbeScore]:
     """Every probe on one model."""
-    return [*lambada_by_kind(model, tok), repeat_copy(model, tok)]
+    return [*lambada_by_kind(model, tok), repeat_copy(model, tok), mmlu_cloze(model, tok)]

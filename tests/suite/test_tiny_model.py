@@ -161,7 +161,8 @@ def test_maw_pruning_raises_wikitext_perplexity_from_10_percent_on(unpruned_scor
 # context"): probe -> learned (at least SIGMAS above chance) or held to chance (within 3).
 PROBES_LEARNED = {"lambada, by position (the other name)": True,
                   "lambada, by lookup (who carried the object)": False,
-                  "repeated list, next word": False}
+                  "repeated list, next word": False,
+                  "mmlu facts as a cloze (no letters)": True}
 
 
 @pytest.fixture(scope="module")
