@@ -45,22 +45,33 @@ class ProbeScore:
         return z_above_chance(self.accuracy, self.chance, self.n)
 
 
-def _greedy_match(model, tok, context: str, target: str) -> bool:
-    """Whether greedy decoding after ``context`` yields every token of `` target``."""
+def _rows(data_file: str) -> list[dict]:
+    """The rows of one twin's jsonl data file."""
+    path = TASKS_DIR / "data" / data_file
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def _continuation(model, tok, context: str, continuation: str):
+    """(logits predicting each token of ``continuation`` after ``context``, those tokens)."""
     import torch
 
     ctx = tok(context)["input_ids"]
-    full = tok(f"{context} {target}")["input_ids"]
+    full = tok(context + continuation)["input_ids"]
     with torch.no_grad():
-        pred = model(torch.tensor([full])).logits[0, len(ctx) - 1:len(full) - 1].argmax(-1)
-    return pred.tolist() == full[len(ctx):]
+        logits = model(torch.tensor([full])).logits[0, len(ctx) - 1:len(full) - 1].float()
+    return logits, torch.tensor(full[len(ctx):])
+
+
+def _greedy_match(model, tok, context: str, target: str) -> bool:
+    """Whether greedy decoding after ``context`` yields every token of `` target``."""
+    logits, target_ids = _continuation(model, tok, context, f" {target}")
+    return logits.argmax(-1).tolist() == target_ids.tolist()
 
 
 def lambada_by_kind(model, tok) -> list[ProbeScore]:
     """Greedy accuracy (lm-eval's lambada ``acc``) on each story kind of the lambada twin;
     chance 0.5 (one of the story's two names)."""
-    rows = [json.loads(line) for line in
-            (TASKS_DIR / "data" / "lambada_openai.test.jsonl").read_text().splitlines() if line]
+    rows = _rows("lambada_openai.test.jsonl")
     hits: dict[str, list[bool]] = {k: [] for k in LAMBADA_KINDS}
     for row in rows:
         context, target = row["text"].rsplit(" ", 1)
@@ -95,20 +106,14 @@ def repeat_copy(model, tok, n: int = 200, seed: int = 0) -> ProbeScore:
 
 def _loglik(model, tok, context: str, continuation: str) -> float:
     """Summed log-probability of ``continuation`` after ``context`` (as lm-eval scores a choice)."""
-    import torch
-
-    ctx = tok(context)["input_ids"]
-    full = tok(context + continuation)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(torch.tensor([full])).logits[0, :-1].float(), -1)
-    return sum(logp[i - 1, full[i]].item() for i in range(len(ctx), len(full)))
+    logits, target_ids = _continuation(model, tok, context, continuation)
+    return logits.log_softmax(-1).gather(1, target_ids[:, None]).sum().item()
 
 
 def mmlu_cloze(model, tok, n: int = 200) -> ProbeScore:
     """The first ``n`` mmlu twin test questions, each option's text scored as the answer
     (``question\nAnswer: option``, no letters, no shots); chance 1/4."""
-    rows = [json.loads(line) for line in
-            (TASKS_DIR / "data" / "mmlu.test.jsonl").read_text().splitlines() if line][:n]
+    rows = _rows("mmlu.test.jsonl")[:n]
     hits = 0
     for row in rows:
         context = f"{row['question']}\nAnswer:"
