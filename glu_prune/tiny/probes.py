@@ -6,9 +6,10 @@ which position alone gives; in "{A} carried a {o1} and {B} carried a {o2}. ... W
 needed the {o2}, they asked" only a lookup by content (which name carried that object)
 answers. Scoring the kinds apart tells the two apart. ``repeat_copy`` asks for the plainest
 lookup there is, the next word of a list the prompt already gave once (what an induction
-head does), with every choice in the context so that chance is exact. ``mmlu_cloze`` asks
-the mmlu twin's questions with the options' text as the answer and no letters: knowing the
-fact without finding its letter shows there, not in the twin.
+head does), with every choice in the context so that chance is exact. ``mmlu_letters`` asks
+the mmlu twin's questions in lm-eval's lettered mmlu prompt (options listed A-D, the letter
+scored): the step the twin's cloze formulation leaves out, finding which letter holds the
+recalled fact.
 """
 
 from __future__ import annotations
@@ -110,18 +111,19 @@ def _loglik(model, tok, context: str, continuation: str) -> float:
     return logits.log_softmax(-1).gather(1, target_ids[:, None]).sum().item()
 
 
-def mmlu_cloze(model, tok, n: int = 200) -> ProbeScore:
-    """The first ``n`` mmlu twin test questions, each option's text scored as the answer
-    (``question\nAnswer: option``, no letters, no shots); chance 1/4."""
+def mmlu_letters(model, tok, n: int = 500) -> ProbeScore:
+    """The first ``n`` mmlu twin test questions in lm-eval's lettered mmlu prompt (options
+    listed A-D after the question, each letter scored as the answer; no shots); chance 1/4."""
     rows = _rows("mmlu.test.jsonl")[:n]
     hits = 0
     for row in rows:
-        context = f"{row['question']}\nAnswer:"
-        lls = [_loglik(model, tok, context, f" {c}") for c in row["choices"]]
+        options = "".join(f"\n{letter}. {c}" for letter, c in zip("ABCD", row["choices"]))
+        context = f"{row['question'].strip()}{options}\nAnswer:"
+        lls = [_loglik(model, tok, context, f" {letter}") for letter in "ABCD"]
         hits += max(range(len(lls)), key=lls.__getitem__) == row["answer"]
-    return ProbeScore("mmlu facts as a cloze (no letters)", hits / len(rows), len(rows), 0.25)
+    return ProbeScore("mmlu facts by letter (lettered prompt)", hits / len(rows), len(rows), 0.25)
 
 
 def run_probes(model, tok) -> list[ProbeScore]:
     """Every probe on one model."""
-    return [*lambada_by_kind(model, tok), repeat_copy(model, tok), mmlu_cloze(model, tok)]
+    return [*lambada_by_kind(model, tok), repeat_copy(model, tok), mmlu_letters(model, tok)]
