@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 from glu_prune import tiny
 from glu_prune.catalog.benchmarks import Benchmark, needs_default_tasks, uses_twins
-from glu_prune.evaluation.identity import task_fingerprint
+from glu_prune.evaluation.identity import task_fingerprint, task_version
 from glu_prune.evaluation.settings import PYTHON_SEED, EvalSettings, MetricValue
 
 __all__ = ["EvalError", "TaskSource", "check_fewshot", "extract_metrics", "load_tasks",
@@ -203,6 +203,7 @@ class TaskSource:
         self._fixed = manager
         self._managers: dict[tuple[bool, bool], Any] = {}
         self._hashes: dict[tuple, str] = {}
+        self._versions: dict[tuple, str | None] = {}
         self._fresh: tuple[tuple, list[Any]] | None = None  # loaded for a fingerprint
 
     def manager(self, benchmark: Benchmark) -> Any:
@@ -221,12 +222,24 @@ class TaskSource:
             return fresh[1]
         return load_tasks(self.manager(benchmark), [benchmark])
 
+    def _objects(self, benchmark: Benchmark) -> list[Any]:
+        """Task objects to inspect; kept in one slot, so that a cache miss right after runs
+        these (``load``) and cache hits hold no data sets."""
+        key = (benchmark.task, benchmark.num_fewshot)
+        if self._fresh is None or self._fresh[0] != key:
+            self._fresh = (key, load_tasks(self.manager(benchmark), [benchmark]))
+        return self._fresh[1]
+
     def fingerprint(self, benchmark: Benchmark, limit: int | None) -> str:
         """The task's content fingerprint at ``limit`` (loads the task on first use)."""
         key = (benchmark.task, benchmark.num_fewshot, limit)
         if key not in self._hashes:
-            objects = load_tasks(self.manager(benchmark), [benchmark])
-            self._hashes[key] = task_fingerprint(objects, limit)
-            # a cache miss right after runs these; one slot, so hits hold no data sets
-            self._fresh = (key[:2], objects)
+            self._hashes[key] = task_fingerprint(self._objects(benchmark), limit)
         return self._hashes[key]
+
+    def version(self, benchmark: Benchmark) -> str | None:
+        """The task's version as lm-eval reports it (``identity.task_version``)."""
+        key = (benchmark.task, benchmark.num_fewshot)
+        if key not in self._versions:
+            self._versions[key] = task_version(self._objects(benchmark))
+        return self._versions[key]

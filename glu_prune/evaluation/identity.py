@@ -240,3 +240,24 @@ def task_fingerprint(objects: Iterable[Any], limit: int | None) -> str:
             shots = obj.fewshot_docs()
             h.update(f"fewshot:{_hash_docs(h, shots if shots is not None else [])}\n".encode())
     return h.hexdigest()[:DIGEST_CHARS]
+
+
+def task_version(objects: Iterable[Any]) -> str | None:
+    """The version lm-eval reports for loaded tasks (``metadata.version``; a group's own
+    and, where they differ from it, its leaf tasks' in brackets), or None when none is set.
+
+    Task authors bump it when a prompt or data set changes what a score means (lm-eval's
+    convention, and the tiny twins'), so a baseline pinned under another version measured
+    another test. The content fingerprint is not used for this: it also changes with
+    lm-eval's config layout and code, which would invalidate baselines on every upgrade."""
+    from lm_eval.api.group import Group
+
+    objects = list(objects)
+    own = [str(v) for v in (o.version if isinstance(o, Group) else o.VERSION for o in objects)
+           if v is not None]
+    leaves = {str(t.VERSION) for kind, t in _leaves(objects)
+              if kind == "task" and t.VERSION is not None}
+    extra = sorted(leaves - set(own))
+    if not own and not extra:
+        return None
+    return ", ".join(own) + (f" [{', '.join(extra)}]" if extra else "")

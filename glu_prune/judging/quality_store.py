@@ -3,11 +3,13 @@
 One JSON file per model (``baselines/<model>.json``)::
 
     {"format": 1, "model": "...", "provenance": {...}, "settings": {...informative...},
-     "benchmarks": {"mmlu": {"task", "num_fewshot", "limit", "chat_template"}},
+     "benchmarks": {"mmlu": {"task", "num_fewshot", "limit", "chat_template",
+                             "task_version"}},
      "results": {"<variant slug>": {"mmlu": {"acc,none": {"value", "stderr", "n"}}}}}
 
 ``benchmarks`` holds the settings that change scores; a run must match them to be
-compared. Files are written with sorted keys and indentation, so a diff reads well.
+compared. ``task_version`` (the task's ``metadata.version`` as lm-eval reports it) is
+written by every pin; files without it (published figures) are compared without it. Files are written with sorted keys and indentation, so a diff reads well.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from glu_prune.judging.verdict import UPDATE_FLAG, Check, JudgingError, Subject
 
 FORMAT = 1
 MUST_MATCH: tuple[str, ...] = ("task", "num_fewshot", "limit", "chat_template")
+VERSION_KEY = "task_version"  # must match too, where the file has it
 
 # ---------------------------------------------------------------- the file: validate
 
@@ -82,9 +85,13 @@ def metric_entry(mv: MetricValue) -> dict[str, Any]:
 
 def _check_settings(path: Path, name: str, s: Any) -> None:
     where = f"benchmarks.{name}"
-    if not isinstance(s, dict) or set(s) != set(MUST_MATCH):
+    if not isinstance(s, dict) or set(s) - {VERSION_KEY} != set(MUST_MATCH):
         got = sorted(s) if isinstance(s, dict) else repr(s)
-        raise _fail(path, where, f"expected keys {', '.join(MUST_MATCH)}; got {got}")
+        raise _fail(path, where, f"expected keys {', '.join(MUST_MATCH)} (and optionally "
+                                 f"{VERSION_KEY}); got {got}")
+    if VERSION_KEY in s and not isinstance(s[VERSION_KEY], str):
+        raise _fail(path, f"{where}.{VERSION_KEY}",
+                    f"expected the task's version as a string, got {s[VERSION_KEY]!r}")
     if not isinstance(s["task"], str):
         raise _fail(path, f"{where}.task", f"expected a task name, got {s['task']!r}")
     if not isinstance(s["num_fewshot"], int) or s["num_fewshot"] < 0:
@@ -268,7 +275,7 @@ class QualityBaselines:
         if stored is None:
             return []
         out = []
-        for key in MUST_MATCH:
+        for key in (*MUST_MATCH, *([VERSION_KEY] if VERSION_KEY in stored else [])):
             if stored.get(key) != run.get(key):
                 out.append(f"{key}: baseline {json.dumps(stored.get(key))} "
                            f"({self.path} benchmarks.{benchmark}.{key}), "
@@ -343,6 +350,8 @@ def _set_settings(data: dict[str, Any], subject: Subject,
     of other variants that this drops (measured under the old settings)."""
     benchmark, slug = subject.benchmark, subject.variant
     new_settings = {k: run.get(k) for k in MUST_MATCH}
+    if run.get(VERSION_KEY) is not None:
+        new_settings[VERSION_KEY] = run[VERSION_KEY]
     if data["benchmarks"].get(benchmark) == new_settings:
         return []
     dropped = []

@@ -16,7 +16,7 @@ from glu_prune.core.shapes import report_extra
 from glu_prune.evaluation import BenchResult, run_settings
 from glu_prune.judging import (UPDATE_FLAG, Check, JudgingError, QualityBaselines, Subject,
                                Verdict, judge)
-from glu_prune.judging.quality_store import baseline_path, mismatch_help
+from glu_prune.judging.quality_store import VERSION_KEY, baseline_path, mismatch_help
 from glu_prune.judging.verdict import no_baseline_message
 from glu_prune.plugin.quality import EvalSession, eval_params, last_evaluation_of_variant
 from glu_prune.plugin.records import emit
@@ -94,17 +94,25 @@ class Judge:
             pytest.fail(f"{variant.spec.name}: {store.path} was pinned for another model "
                         f"under this name: {_differences(pinned, variant.spec)}; rename the "
                         f"model or re-pin with {UPDATE_FLAG}", pytrace=False)
-        diffs = store.settings_mismatch(benchmark.name,
-                                        run_settings(benchmark, self.session.settings, ""))
+        diffs = store.settings_mismatch(benchmark.name, self._versioned(
+            store, benchmark, run_settings(benchmark, self.session.settings, "")))
         if diffs:
             pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
                         f"{mismatch_help(diffs)}", pytrace=False)
         return store
 
+    def _versioned(self, store: QualityBaselines, benchmark: Benchmark,
+                   settings: dict) -> dict:
+        """``settings`` with the task's version where the baseline file records one (every
+        pin does; published figures do not), read from the task itself."""
+        if VERSION_KEY not in (store.settings(benchmark.name) or {}):
+            return settings
+        return {**settings, VERSION_KEY: self.session.tasks.version(benchmark)}
+
     def _pin(self, store: QualityBaselines, variant: BuiltVariant, benchmark: Benchmark,
              checks: list[Check], result: BenchResult) -> None:
         """Write the measured metrics into the baseline file; the test fails on purpose."""
-        settings = result.settings
+        settings = {**result.settings, VERSION_KEY: self.session.tasks.version(benchmark)}
         store.provenance = PROVENANCE
         store.info = {**{k: settings[k] for k in ("batch_size", "lm_eval_version", "seed",
                                                   "max_length")},
@@ -131,8 +139,9 @@ class Judge:
                        self.session.require_baselines)
         base_slug, base = found
         measured = {c.subject.metric: c.run for c in checks}
-        diffs = store.settings_mismatch(benchmark.name, result.settings, base, measured,
-                                        base_slug)
+        diffs = store.settings_mismatch(benchmark.name,
+                                        self._versioned(store, benchmark, result.settings),
+                                        base, measured, base_slug)
         if diffs:  # e.g. another data set: a comparison would measure nothing
             pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
                         f"{mismatch_help(diffs)}", pytrace=False)

@@ -6,6 +6,7 @@ Items use held-out phrasings (``world.EVAL_*``) or held-out documents
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -216,3 +217,26 @@ def write_twins(out: Path = DATA_DIR) -> None:
             with open(out / f"{name}.{split}.jsonl", "w") as f:
                 f.writelines(json.dumps(it) + "\n" for it in items)
     log.info("wrote twin data to %s", out)
+
+
+VERSIONS_FILE = TASKS_DIR / "versions.json"  # {task: {metadata.version: content digest}}
+
+
+def twin_digest(stem: str, yaml_text: str | None = None) -> str:
+    """sha256 of what a twin asks: its YAML (comment lines left out) and every data file
+    ``data/<stem>.*.jsonl``. ``yaml_text`` replaces the file's text (an older revision).
+
+    ``versions.json`` holds the digest of each version ever shipped; a test fails when a
+    twin's content changes under the same version, since baselines pinned under that
+    version would then be compared with another test."""
+    text = yaml_text if yaml_text is not None else (TASKS_DIR / f"{stem}.yaml").read_text()
+    lines = [line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#")]
+    h = hashlib.sha256("".join(lines).encode())
+    for line in lines:  # an included YAML (truthfulqa_mc2 includes mc1) decides too
+        if line.startswith("include:"):
+            h.update(twin_digest(Path(line.split(":", 1)[1].strip()).stem).encode())
+    for path in sorted(DATA_DIR.glob(f"{stem}.*.jsonl")):
+        h.update(f"\n{path.name}\n".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:32]
+

@@ -72,6 +72,7 @@ def warm():
     from glu_prune.core.prune import prune_glu_mlp
 
     import glu_prune.plugin  # noqa: F401
+    import lm_eval.tasks  # noqa: F401  (pins and settings checks read the task's version)
 
     model, _ = load_model("tiny-llama", device="cpu")
     prune_glu_mlp(model, pct=40, method="maw")
@@ -130,8 +131,27 @@ def test_update_rewrites_measured_values_and_still_fails(suite):
         f"0.6 -> 0.61 in *tiny-llama.json; review the diff (git diff) and rerun without the flag"])
     data = json.loads(path.read_text())
     assert data["results"][P40]["mmlu"]["acc,none"] == {"value": 0.61, "stderr": 0.02, "n": 150}
+    assert data["benchmarks"]["mmlu"]["task_version"] == "2.0"  # the twin's metadata.version
+    assert "task_version" not in data["benchmarks"]["piqa"]  # not pinned: left as it was
     assert data["results"][P40]["piqa"]["acc,none"]["value"] == 0.5
     _run(suite, {"acc,none": 0.61}, "-k", "mmlu").assert_outcomes(passed=1)
+
+
+def test_a_baseline_pinned_under_another_task_version_fails_naming_both(suite):
+    """A twin whose prompt or data changed bumps its version (mmlu's cloze prompt: 2.0);
+    scores pinned under the old version measured another test, so comparing them could
+    pass a broken model (the lettered mmlu twin's 0.24 under today's 0.73)."""
+    path = suite.path / "baselines" / "tiny-llama.json"
+    data = json.loads(path.read_text())
+    data["benchmarks"]["mmlu"]["task_version"] = "1.0"
+    path.write_text(json.dumps(data))
+    res = _run(suite, {"acc,none": 0.6})
+    res.assert_outcomes(failed=1, passed=1)  # piqa's settings record no version: compared
+    res.stdout.fnmatch_lines([
+        '*task_version: baseline "1.0" (*benchmarks.mmlu.task_version), this run "2.0"*'])
+    data["benchmarks"]["mmlu"]["task_version"] = "2.0"
+    path.write_text(json.dumps(data))
+    _run(suite, {"acc,none": 0.6}).assert_outcomes(passed=2)
 
 
 def test_no_entry_skips_with_the_reason_and_a_corrupt_file_fails(suite):

@@ -139,6 +139,33 @@ def test_twin_task_matches_real_task(twin_tasks, bench):
         assert task.doc_to_text(doc) is not None and len(task.doc_to_choice(doc)) >= 2
 
 
+def test_twin_content_changes_bump_the_version(twin_tasks):
+    """Baselines record each task's version (``task_version``) and a run under another
+    version fails its settings check; that guard holds only if a twin's prompt or data
+    never change under the same version. ``tasks/versions.json`` keeps the digest of every
+    version shipped."""
+    table = json.loads(twins.VERSIONS_FILE.read_text())
+    assert set(table) == set(tiny.TWIN_TASKS.values())
+    for bench, task_name in tiny.TWIN_TASKS.items():
+        version, digest = str(twin_tasks[task_name].VERSION), twins.twin_digest(bench)
+        known = table[task_name]
+        assert known.get(version) == digest, (
+            f"{task_name} {version}: its YAML or data changed (digest {digest}, shipped "
+            f"{known.get(version)}): bump metadata.version in tasks/{bench}.yaml, record "
+            f"the new version's digest in tasks/versions.json and re-pin the tiny baselines"
+            if version in known else f"{task_name} {version}: add its digest {digest} to "
+            f"tasks/versions.json")
+
+
+def test_twin_digest_sees_prompt_and_data_not_comments():
+    text = (tiny.TASKS_DIR / "boolq.yaml").read_text()
+    base = twins.twin_digest("boolq")
+    assert twins.twin_digest("boolq", "# a new comment\n" + text) == base
+    assert twins.twin_digest("boolq", text.replace("Answer:", "A:")) != base
+    assert twins.twin_digest("truthfulqa_mc2") != twins.twin_digest(
+        "truthfulqa_mc2", (tiny.TASKS_DIR / "truthfulqa_mc2.yaml").read_text() + "x: 1\n")
+
+
 def test_twins_match_benchmark_registry():
     from glu_prune.catalog.benchmarks import benchmark_set
 
