@@ -14,6 +14,14 @@ from transformers import AutoModelForCausalLM
 from glu_prune.cli import main
 
 
+@pytest.fixture(autouse=True)
+def console_script(monkeypatch):
+    """Run ``main`` as the ``glu-prune`` console script does: the program name in its
+    messages comes from ``sys.argv[0]``, which is pytest's own (``python -m pytest`` gives
+    ``.../pytest/__main__.py``, read as ``python -m glu_prune``)."""
+    monkeypatch.setattr("sys.argv", ["/venv/bin/glu-prune"])
+
+
 def test_table(capsys):
     assert main(["table", "llama-3.2-1b", "--levels", "0,10,40"]) == 0
     out = capsys.readouterr().out
