@@ -234,7 +234,9 @@ class TaskSource:
         """The task's content fingerprint at ``limit`` (loads the task on first use)."""
         key = (benchmark.task, benchmark.num_fewshot, limit)
         if key not in self._hashes:
-            self._hashes[key] = task_fingerprint(self._objects(benchmark), limit)
+            objects = self._objects(benchmark)
+            self._hashes[key] = task_fingerprint(objects, limit)
+            self._versions.setdefault(key[:2], task_version(objects))  # no second load later
         return self._hashes[key]
 
     def version(self, benchmark: Benchmark) -> str | None:

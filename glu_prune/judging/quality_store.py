@@ -270,12 +270,15 @@ class QualityBaselines:
         metrics, a run with no limit whose sample count differs from the baseline's is one
         too: the same settings on a different data set or revision measure something else.
         Nothing is pinned for ``benchmark`` (no settings, hence no entries): no mismatch.
+        The task's version is compared where both the file and ``run`` have the key (the
+        check before evaluating leaves it out: reading it loads the task).
         """
         stored = self.settings(benchmark)
         if stored is None:
             return []
         out = []
-        for key in (*MUST_MATCH, *([VERSION_KEY] if VERSION_KEY in stored else [])):
+        versioned = VERSION_KEY in stored and VERSION_KEY in run  # run: None = no version
+        for key in (*MUST_MATCH, *([VERSION_KEY] if versioned else [])):
             if stored.get(key) != run.get(key):
                 out.append(f"{key}: baseline {json.dumps(stored.get(key))} "
                            f"({self.path} benchmarks.{benchmark}.{key}), "

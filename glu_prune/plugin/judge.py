@@ -94,8 +94,9 @@ class Judge:
             pytest.fail(f"{variant.spec.name}: {store.path} was pinned for another model "
                         f"under this name: {_differences(pinned, variant.spec)}; rename the "
                         f"model or re-pin with {UPDATE_FLAG}", pytrace=False)
-        diffs = store.settings_mismatch(benchmark.name, self._versioned(
-            store, benchmark, run_settings(benchmark, self.session.settings, "")))
+        # the task's version is checked with the result (_judge): reading it loads the task
+        diffs = store.settings_mismatch(benchmark.name,
+                                        run_settings(benchmark, self.session.settings, ""))
         if diffs:
             pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
                         f"{mismatch_help(diffs)}", pytrace=False)

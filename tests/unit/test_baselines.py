@@ -365,3 +365,36 @@ def test_a_stated_reason_allows_a_null_stderr(tmp_path):
     data = write_baseline(path, stderr=None)
     assert data["results"][SLUG]["mmlu"]["acc,none"]["stderr_reason"]
     assert read_baseline(path)["results"][SLUG]["mmlu"]["acc,none"]["stderr"] is None
+
+
+# ---------------------------------------------------------------- the task's version
+
+
+def test_task_version_is_pinned_and_compared_only_where_the_file_has_it(tmp_path):
+    path = tmp_path / "tiny-llama.json"
+    write_baseline(path)
+    store = load(path)
+    assert store.settings_mismatch("mmlu", {**SETTINGS, "task_version": "2.0"}) == []
+    pin(path, {"acc,none": mv(0.61, 0.02, 600)}, settings={**SETTINGS, "task_version": "2.0"})
+    data = json.loads(path.read_text())
+    assert data["benchmarks"]["mmlu"]["task_version"] == "2.0"
+    # the version is a score-changing setting: the other variant's mmlu entry, measured
+    # under an unknown version, is dropped by the pin (and listed in its message)
+    assert "mmlu" not in data["results"]["tiny-llama-maw-p10"]
+    store = load(path)
+    assert store.settings_mismatch("mmlu", {**SETTINGS, "task_version": "2.0"}) == []
+    assert store.settings_mismatch("mmlu", dict(SETTINGS)) == []  # before evaluating: not read
+    for other in ("1.0", None):
+        (diff,) = store.settings_mismatch("mmlu", {**SETTINGS, "task_version": other})
+        assert diff.startswith(f"task_version: baseline \"2.0\" ({path} "
+                               f"benchmarks.mmlu.task_version), this run {json.dumps(other)}")
+
+
+def test_a_task_version_that_is_not_a_string_is_refused(tmp_path):
+    path = tmp_path / "tiny-llama.json"
+    data = write_baseline(path)
+    data["benchmarks"]["mmlu"]["task_version"] = 2.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(JudgingError, match=r"benchmarks\.mmlu\.task_version: expected the "
+                                           r"task's version as a string, got 2\.0"):
+        read_baseline(path, KNOWN)
