@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: build every real model's baseline file."""
     ap = argparse.ArgumentParser(prog="python -m glu_prune.tools.build_reference",
                                  description=__doc__)
-    ap.add_argument("--reference", default="../shared/reference",
-                    help="folder of the study's result files (default: ../shared/reference)")
+    ap.add_argument("--reference", default="tests/data/reference",
+                    help="folder of the study's result files (default: tests/data/reference, "
+                         "the copy kept in this repository)")
     ap.add_argument("--out", default="baselines", help="baseline folder (default: baselines)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -17,7 +17,7 @@ from glu_prune.judging.rules import effective_stderr
 from glu_prune.tools.build_reference import build_reference
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "reference"  # the study's three result files
 MODEL, SLUG = "tiny-llama", "tiny-llama-maw-p40"
 KNOWN = {b.name: b for b in benchmarks_for(MODEL)}
 ACC = get_benchmark(MODEL, "mmlu").metric("acc,none")
@@ -321,7 +321,6 @@ def test_3b_instruct_has_no_baseline_and_says_so():
     assert bf.slugs() == [] and "no published numbers" in bf.why_absent(benchmark="mmlu")
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"no study files at {REFERENCE}")
 def test_committed_real_baselines_are_what_the_builder_makes(tmp_path):
     for path in build_reference(REFERENCE, tmp_path):
         assert path.read_text() == (ROOT / "baselines" / path.name).read_text(), path.name
