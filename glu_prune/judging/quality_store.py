@@ -9,7 +9,8 @@ One JSON file per model (``baselines/<model>.json``)::
 
 ``benchmarks`` holds the settings that change scores; a run must match them to be
 compared. ``task_version`` (the task's ``metadata.version`` as lm-eval reports it) is
-written by every pin; files without it (published figures) are compared without it. Files are written with sorted keys and indentation, so a diff reads well.
+written by every pin; files without it (published figures) are compared without it.
+Files are written with sorted keys and indentation, so a diff reads well.
 """
 
 from __future__ import annotations

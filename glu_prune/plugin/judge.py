@@ -66,6 +66,10 @@ class Judge:
         store = self._for_pin(variant.spec.name) if s.update else self._loaded(variant,
                                                                                benchmark)
         result = s.result(variant, benchmark)
+        # the task's version, read once from the task the fingerprint already loaded; not
+        # part of the cache key, so it is attached here (compared where a file records it)
+        result = replace(result, settings={**result.settings,
+                                           VERSION_KEY: s.tasks.version(benchmark)})
         checks = [Check(Subject(variant.spec.name, variant.slug, benchmark.name, m.key),
                         result.metrics[m.key], m.kind, m.direction)
                   for m in benchmark.metrics_of(kind)]
@@ -102,18 +106,10 @@ class Judge:
                         f"{mismatch_help(diffs)}", pytrace=False)
         return store
 
-    def _versioned(self, store: QualityBaselines, benchmark: Benchmark,
-                   settings: dict) -> dict:
-        """``settings`` with the task's version where the baseline file records one (every
-        pin does; published figures do not), read from the task itself."""
-        if VERSION_KEY not in (store.settings(benchmark.name) or {}):
-            return settings
-        return {**settings, VERSION_KEY: self.session.tasks.version(benchmark)}
-
     def _pin(self, store: QualityBaselines, variant: BuiltVariant, benchmark: Benchmark,
              checks: list[Check], result: BenchResult) -> None:
         """Write the measured metrics into the baseline file; the test fails on purpose."""
-        settings = {**result.settings, VERSION_KEY: self.session.tasks.version(benchmark)}
+        settings = result.settings
         store.provenance = PROVENANCE
         store.info = {**{k: settings[k] for k in ("batch_size", "lm_eval_version", "seed",
                                                   "max_length")},
@@ -140,9 +136,8 @@ class Judge:
                        self.session.require_baselines)
         base_slug, base = found
         measured = {c.subject.metric: c.run for c in checks}
-        diffs = store.settings_mismatch(benchmark.name,
-                                        self._versioned(store, benchmark, result.settings),
-                                        base, measured, base_slug)
+        diffs = store.settings_mismatch(benchmark.name, result.settings, base, measured,
+                                        base_slug)
         if diffs:  # e.g. another data set: a comparison would measure nothing
             pytest.fail(f"{variant.spec.name} / {variant.slug} / {benchmark.name}: "
                         f"{mismatch_help(diffs)}", pytrace=False)

@@ -239,4 +239,3 @@ def twin_digest(stem: str, yaml_text: str | None = None) -> str:
         h.update(f"\n{path.name}\n".encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:32]
-
