@@ -18,6 +18,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from glu_prune.tiny import MODEL_DIRS, scenes, world as W
 from glu_prune.tiny.config import EOS_ID, TINY_CONFIG
+from glu_prune.tiny.probes import _loglik  # lm-eval's choice score, as the probes use it
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=3000)
@@ -65,11 +66,7 @@ def score(model):
     for k, items in EVALS.items():
         ok = 0
         for ctx, choices, gold in items:
-            c, lls = tok(ctx)["input_ids"], []
-            for a in choices:
-                t = tok(a, add_special_tokens=False)["input_ids"]
-                lp = model(torch.tensor([c + t])).logits[0, len(c) - 1:-1].log_softmax(-1)
-                lls.append(lp[range(len(t)), t].sum().item())
+            lls = [_loglik(model, tok, ctx, a) for a in choices]
             ok += max(range(len(choices)), key=lls.__getitem__) == gold
         out[k] = round(ok / len(items), 3)
     model.train(); return out
